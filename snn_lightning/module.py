@@ -1,0 +1,129 @@
+"""The LightningModule: wraps any backbone from ``snn_lightning.models``."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from .losses import MeanCrossEntropy
+from .neurons import LIF
+
+
+def to_time_major(x: torch.Tensor) -> torch.Tensor:
+    """Static images ``[B, C, H, W]`` pass through; event frames ``[B, T, C, H, W]`` become ``[T, B, ...]``."""
+    return x.transpose(0, 1) if x.dim() == 5 else x
+
+
+def cumulative_mean(logits: torch.Tensor) -> torch.Tensor:
+    """``out[t]`` = mean of logits 1..t: the prediction an early exit at t would make."""
+    steps = torch.arange(1, logits.shape[0] + 1, device=logits.device, dtype=logits.dtype)
+    return logits.cumsum(0) / steps.view(-1, *([1] * (logits.dim() - 1)))
+
+
+class SNNModule(pl.LightningModule):
+    """Trains a spiking network that returns per-timestep logits ``[T, B, K]``.
+
+    Logs ``train/loss``, ``train/acc``, ``{val,test}/loss``, ``{val,test}/acc`` and the accuracy of
+    the prediction from the mean of logits 1..t as ``{val,test}/acc_t<t>``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        T: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None = None,
+        loss: nn.Module | None = None,
+        neuron_weight_decay: bool = True,
+        compile: bool = False,
+        config: dict | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"])
+        self.net = net
+        self.T = int(T)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.criterion = loss if loss is not None else MeanCrossEntropy()
+        self.neuron_weight_decay = neuron_weight_decay
+        self._compiled = torch.compile(net) if compile else None
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_t = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in range(self.T))
+        self.test_acc_t = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in range(self.T))
+        self._fr_terms: list[torch.Tensor] = []
+        if getattr(self.criterion, "fr_weight", 0.0):
+            for m in self.net.modules():
+                if isinstance(m, LIF):
+                    m.register_forward_hook(self._collect_firing_rate)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self._compiled if (self._compiled is not None and self.training) else self.net
+        return net(to_time_major(x))
+
+    def _collect_firing_rate(self, lif: LIF, _inp, out: torch.Tensor) -> None:
+        s = out / lif.v_threshold if lif.emits_scaled else out
+        self._fr_terms.append(s.mean())
+
+    def _loss(self, logits, y):
+        fr = None
+        if self._fr_terms:
+            fr = torch.stack(self._fr_terms).mean()
+            self._fr_terms = []
+        return self.criterion(logits, y, fr)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.train_acc(logits.mean(0), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        return loss
+
+    def _eval_step(self, batch, stage: str):
+        x, y = batch
+        logits = self(x)
+        self._fr_terms = []
+        loss = self.criterion(logits, y)
+        acc, acc_t = (self.val_acc, self.val_acc_t) if stage == "val" else (self.test_acc, self.test_acc_t)
+        acc(logits.mean(0), y)
+        n = y.shape[0]
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=True, batch_size=n)
+        for t, pred in enumerate(cumulative_mean(logits)):
+            acc_t[t](pred, y)
+            self.log(f"{stage}/acc_t{t + 1}", acc_t[t], on_epoch=True, batch_size=n)
+        return logits
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    # -- optimization ----------------------------------------------------------------------------
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        neuron, other = [], []
+        for module in self.net.modules():
+            bucket = neuron if isinstance(module, LIF) else other
+            bucket.extend(p for p in module.parameters(recurse=False) if p.requires_grad)
+        groups = [{"params": other, "weight_decay": weight_decay}]
+        if neuron:
+            groups.append({"params": neuron, "weight_decay": weight_decay if self.neuron_weight_decay else 0.0})
+        return groups
+
+    def configure_optimizers(self):
+        wd = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        optimizer = self.optimizer_factory(self.parameter_groups(wd))
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
