@@ -28,7 +28,10 @@ from .runtime import (
     write_json,
 )
 
-USER_ERRORS = (UserError, ValueError, FileNotFoundError)
+from .data.common import DatasetNotFoundError, EventFileError
+
+# reported in one line (the traceback goes to <run>/error.log); anything else is a bug and shows its traceback
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, EventFileError)
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list:
@@ -199,7 +202,7 @@ def run_job(cfg: DictConfig) -> float | None:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         write_json(out_dir / STATUS_FILE, {"status": "failed", "error": msg, "started": started})
         (out_dir / "error.log").write_text(traceback.format_exc())
-        if not isinstance(e, UserError) and type(e).__name__ != "DatasetNotFoundError":
+        if not isinstance(e, (UserError, DatasetNotFoundError, EventFileError)):
             msg += f" (traceback: {out_dir / 'error.log'})"
         if multirun:
             print(f"error: job {out_dir.name} failed: {msg}", file=sys.stderr)

@@ -195,3 +195,31 @@ def test_cli_bad_input_is_one_line(args, message, tmp_path):
 def test_cli_eval_missing_checkpoint(tmp_path):
     r = run_cli("snn_lightning.eval", "ckpt_path=/no/such.ckpt", cwd=tmp_path)
     assert r.returncode != 0 and "error: checkpoint /no/such.ckpt does not exist" in r.stderr
+
+
+# --- every real data loader, one short training step on files in the exact on-disk format -------
+def _fake_dataset(name: str, root: Path) -> list[str]:
+    import fakedata
+
+    if name == "cifar10":
+        fakedata.write_fake_cifar10(root, n_train=16, n_test=8)
+        return ["data.verify_md5=false"]
+    if name == "cifar100":
+        fakedata.write_fake_cifar100(root, n_train=16, n_test=8)
+        return ["data.verify_md5=false"]
+    if name == "imagenet":
+        fakedata.write_fake_imagenet(root, n_classes=3, n_train_per_class=4, n_val_per_class=2, size=40)
+        return ["data.image_size=32", "data.persistent_workers=false"]
+    fakedata.write_fake_cifar10_dvs(root, n_per_class=100, n_events=300)
+    return ["data.image_size=16", "data.cache_dir=" + str(root / "cache")]
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "imagenet", "cifar10_dvs"])
+def test_one_training_step_per_dataset(name, tmp_path):
+    root = tmp_path / "data"
+    extra = _fake_dataset(name, root)
+    cfg = compose_cfg(tmp_path / "run", [f"data={name}", f"data.root={root}", "data.num_workers=0",
+                                         "data.pin_memory=false", "debug=fast", "T=2", "batch_size=4", *extra])
+    metrics = train(cfg)
+    assert {"test/acc", "test/acc_t1", "test/acc_t2"} <= set(metrics)
+    assert metrics["global_step"] == 1
