@@ -1,6 +1,9 @@
 import os
 import tempfile
 
+# spinning OpenMP threads starve a loaded 2-core machine; set before torch is imported
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 # wandb must never touch the network or the home folder during tests

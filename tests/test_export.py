@@ -1,0 +1,203 @@
+"""Folding TrSG thresholds for binary-spike inference: same logits, 0/1 spikes everywhere."""
+import copy
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from snn_lightning.export import fold_module, fold_thresholds
+from snn_lightning.models import create_model
+from snn_lightning.models.base import TimeDistributed
+from snn_lightning.neurons import LIF
+
+# name -> (in_channels, spatial size, extra kwargs)
+TINY = {
+    "resnet19": (3, 8, {}),
+    "cnn7": (2, 16, {"input_size": 16}),
+    "sew_resnet34": (3, 16, {}),
+    "small_cnn": (1, 8, {}),
+}
+T, B = 2, 2
+
+
+def trained_like(name, seed=0, norm="tdbn", neuron=None, dtype=torch.float64):
+    """A fresh copy of a model in a 'trained' state (built once per set of arguments)."""
+    return copy.deepcopy(_trained_like(name, seed, norm, tuple(sorted((neuron or {}).items())), dtype))
+
+
+@functools.lru_cache(maxsize=3)
+def _trained_like(name, seed, norm, neuron, dtype):
+    """Thresholds V_thr ∈ [0.3, 3] per layer, non-zero MP-Init means, non-trivial norm affines and
+    BatchNorm running statistics gathered by train-mode forwards on static images and on frames."""
+    neuron = dict(neuron) or None
+    torch.manual_seed(seed)
+    cin, size, extra = TINY[name]
+    model = create_model(name, num_classes=10, in_channels=cin, T=T, norm=norm, neuron=neuron, **extra).to(dtype)
+    with torch.no_grad():
+        for _, lif in model.neuron_layers():
+            v = torch.empty((), dtype=dtype).uniform_(0.3, 3.0)
+            lif.raw_threshold.copy_(torch.log(torch.expm1(v)))  # inverse softplus
+            lif.mp_init_mean.fill_(torch.empty(()).uniform_(-0.4, 0.4).item())
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = None  # cumulative average: running stats = the data's statistics
+                m.weight.uniform_(0.8, 2.0)  # strong enough drive that every layer fires
+                m.bias.uniform_(-0.2, 0.4)
+            elif isinstance(m, nn.Linear):
+                m.weight.mul_(20.0)  # cnn7's hidden FC neuron needs a real drive too
+            if hasattr(m, "p") and isinstance(m.p, nn.Parameter):
+                m.p.uniform_(0.7, 1.4)
+        model.train()
+        model(torch.randn(4, cin, size, size, dtype=dtype) * 2)
+        model(torch.randn(T, 4, cin, size, size, dtype=dtype) * 2)
+    return model.eval(), cin, size
+
+
+def neuron_outputs(model, x):
+    """Run ``model(x)`` and collect every neuron's output (forward hooks)."""
+    outs = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: outs.append(o.detach())) for _, m in model.neuron_layers()]
+    try:
+        with torch.no_grad():
+            y = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return y, outs
+
+
+def assert_binary(outs):
+    for o in outs:
+        assert torch.all((o == 0) | (o == 1))
+
+
+@pytest.mark.parametrize("name", ["resnet19", "cnn7", "sew_resnet34", "small_cnn"])
+def test_folded_logits_equal_and_spikes_binary(name):
+    model, cin, size = trained_like(name)
+    lifs = [m for _, m in model.neuron_layers()]
+    vthr = torch.stack([m.v_threshold.detach() for m in lifs])
+    assert (vthr - 1).abs().min() > 1e-3  # every threshold is non-unit
+    assert all(m.mp_init_mean.item() != 0 for m in lifs)
+
+    folded = fold_thresholds(model)
+    assert not folded.training
+    assert all(not m.scaled_output for _, m in folded.neuron_layers())
+    for x in (torch.randn(B, cin, size, size, dtype=torch.float64) * 2, torch.randn(T, B, cin, size, size, dtype=torch.float64) * 2):
+        ref, ref_outs = neuron_outputs(model, x)
+        got, outs = neuron_outputs(folded, x)
+        assert (got - ref).abs().max().item() < 1e-4
+        assert_binary(outs)
+        # the training form emits V_thr·S: the folded spikes are exactly those spikes
+        for o_ref, o, v in zip(ref_outs, outs, vthr):
+            torch.testing.assert_close(o * v, o_ref)
+        active = sum(bool(o.any()) for o in outs)
+        assert active >= 0.75 * len(outs), f"only {active}/{len(outs)} layers fired: the test would prove little"
+    assert ref.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "name,norm",
+    [("small_cnn", n) for n in ("none", "bn", "tdbn", "tebn", "tab")] + [("resnet19", "none"), ("resnet19", "tab")],
+)
+def test_folding_with_every_norm(name, norm):
+    model, cin, size = trained_like(name, norm=norm, seed=1)
+    x = torch.randn(T, B, cin, size, size, dtype=torch.float64) * 2
+    ref, _ = neuron_outputs(model, x)
+    got, outs = neuron_outputs(fold_thresholds(model), x)
+    assert (got - ref).abs().max().item() < 1e-4
+    assert_binary(outs)
+
+
+def test_folding_is_needed_binarizing_alone_changes_logits():
+    """Mutation checks: skipping the fold, or the shortcut scale, gives different logits."""
+    for name, scale_attr in (("resnet19", "shortcut_scale"), ("sew_resnet34", "identity_scale")):
+        model, cin, size = trained_like(name)
+        x = torch.randn(B, cin, size, size, dtype=torch.float64) * 2
+        ref, _ = neuron_outputs(model, x)
+        naive = fold_thresholds(model)
+        naive.load_state_dict(model.state_dict())  # undo the folded weights and scales, keep 0/1 outputs
+        assert (neuron_outputs(naive, x)[0] - ref).abs().max() > 1e-3
+        folded = fold_thresholds(model)
+        blocks = [b for b in folded.body if hasattr(b, scale_attr)]
+        assert blocks and any(getattr(b, scale_attr).item() != 1.0 for b in blocks)
+        for b in blocks:
+            getattr(b, scale_attr).fill_(1.0)
+        assert (neuron_outputs(folded, x)[0] - ref).abs().max() > 1e-3
+
+
+def test_fold_leaves_the_original_alone():
+    model, _, _ = trained_like("resnet19")
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_thresholds(model)
+    assert model.training and all(m.scaled_output for _, m in model.neuron_layers())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    # folded: weights of consumers changed, biases of linear layers not, MP-Init means kept
+    assert not torch.equal(folded.head[-1].weight, model.head[-1].weight)
+    assert torch.equal(folded.head[-1].bias, model.head[-1].bias)
+    for (_, a), (_, b) in zip(model.neuron_layers(), folded.neuron_layers()):
+        assert torch.equal(a.mp_init_mean, b.mp_init_mean)
+
+
+def test_fold_is_idempotent():
+    model, _, _ = trained_like("sew_resnet34")
+    once = fold_thresholds(model)
+    twice = fold_thresholds(once)
+    for (k, a), (_, b) in zip(once.state_dict().items(), twice.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_float32_model_within_tolerance():
+    model, cin, size = trained_like("resnet19", dtype=torch.float32)
+    x = torch.randn(B, cin, size, size) * 2
+    ref, _ = neuron_outputs(model, x)
+    got, outs = neuron_outputs(fold_thresholds(model), x)
+    assert (got - ref).abs().max().item() < 1e-4
+    assert_binary(outs)
+
+
+@pytest.mark.parametrize("name,sg_mode", [("resnet19", "as"), ("small_cnn", "rs")])
+def test_non_trsg_model_is_unchanged(name, sg_mode):
+    model, cin, size = trained_like(name, neuron={"sg_mode": sg_mode})
+    x = torch.randn(B, cin, size, size, dtype=torch.float64) * 2
+    ref, _ = neuron_outputs(model, x)
+    folded = fold_thresholds(model)
+    got, outs = neuron_outputs(folded, x)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    assert_binary(outs)
+    for (k, a), (_, b) in zip(model.state_dict().items(), folded.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_mixed_formulations_fold_only_trsg():
+    model, cin, size = trained_like("small_cnn")
+    model.stem.lif.sg_mode = "as"  # an AS-SG neuron emits S already
+    x = torch.randn(B, cin, size, size, dtype=torch.float64) * 2
+    ref, _ = neuron_outputs(model, x)
+    folded = fold_thresholds(model)
+    torch.testing.assert_close(folded.body[0].conv[0].weight, model.body[0].conv[0].weight)
+    got, outs = neuron_outputs(folded, x)
+    assert (got - ref).abs().max().item() < 1e-4
+    assert_binary(outs)
+
+
+def test_plain_sequential_folds_and_unknown_modules_raise():
+    torch.manual_seed(0)
+    lif = LIF(v_threshold=2.5).double()
+    net = nn.Sequential(TimeDistributed(nn.Conv2d(1, 4, 3, padding=1)), lif, nn.Flatten(2), nn.Linear(4 * 16, 3)).double()
+    x = torch.randn(T, 2, 1, 4, 4, dtype=torch.float64) * 5
+    with torch.no_grad():
+        ref = net.eval()(x)
+        folded = fold_thresholds(net)
+        torch.testing.assert_close(folded(x), ref)
+    assert not folded[1].scaled_output
+
+    with pytest.raises(TypeError, match="GELU"):
+        fold_thresholds(nn.Sequential(LIF(), nn.GELU(), nn.Linear(3, 3)))
+    with pytest.raises(TypeError, match="BatchNorm"):  # a scale cannot pass a norm
+        fold_thresholds(nn.Sequential(LIF(v_threshold=2.0), nn.BatchNorm1d(3), nn.Linear(3, 3)))
+    with pytest.raises(TypeError, match="nothing absorbs"):
+        fold_thresholds(nn.Sequential(nn.Linear(3, 3), LIF(v_threshold=2.0)))
+    assert fold_module(nn.Identity(), 2.0) == 2.0
