@@ -201,3 +201,14 @@ def test_plain_sequential_folds_and_unknown_modules_raise():
     with pytest.raises(TypeError, match="nothing absorbs"):
         fold_thresholds(nn.Sequential(nn.Linear(3, 3), LIF(v_threshold=2.0)))
     assert fold_module(nn.Identity(), 2.0) == 2.0
+
+
+def test_fold_and_deepcopy_after_a_training_forward():
+    """A training forward leaves membrane state behind; copying or folding the net must still work."""
+    net = create_model("small_cnn", num_classes=10, in_channels=1, T=2)
+    net.train()
+    net(torch.rand(4, 1, 8, 8)).sum().backward()
+    copy.deepcopy(net)
+    folded = fold_thresholds(net)
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.allclose(folded(x), net.eval()(x), atol=1e-5)

@@ -20,7 +20,7 @@ import copy
 import torch
 from torch import nn
 
-from ..neurons import LIF
+from ..neurons import LIF, reset_net
 from ..norm import TimeNorm
 
 _PASS_THROUGH = (
@@ -99,6 +99,7 @@ def fold_thresholds(model: nn.Module) -> nn.Module:
     be 1 (the network ends in a linear layer), otherwise a ``TypeError`` is raised. The copy is meant
     for inference: training it again would let BatchNorm re-estimate statistics.
     """
+    reset_net(model)  # a carried membrane state may hold an autograd graph, which deepcopy refuses
     folded = copy.deepcopy(model).eval()
     out_scale = fold_module(folded, 1.0)
     if not _is_one(out_scale):
