@@ -1,0 +1,182 @@
+"""The LIF neuron with pluggable surrogate shape, SG formulation, reset and MP-Init."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..surrogates import build_surrogate
+from . import functional as F
+from .base import StatefulModule
+
+BACKENDS = ("auto", "torch", "fused")
+
+
+def _scalar(name: str, value, minimum: float, allowed: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number {allowed}, got {value!r}") from None
+    if not math.isfinite(value) or value <= minimum:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
+class LIF(StatefulModule):
+    """Multi-step leaky integrate-and-fire neuron: input and output ``[T, B, ...]``.
+
+    * ``tau`` and ``v_threshold`` are one scalar per layer each, stored as raw values with
+      τ = 1/sigmoid(w) and V_thr = softplus(θ); learnable unless ``learn_*=False``.
+    * ``sg_mode``: ``"as"`` (x = M − V_thr, O = S), ``"rs"`` (x = M/V_thr − 1, O = S) or
+      ``"trsg"`` (x = M/V_thr − 1, O = V_thr·S).
+    * ``mp_init``: U[0] = ``mp_init_mean``, a buffer holding the running mean of the post-reset
+      U[T] over (sample, neuron) pairs that fired at least once (``mp_init_stat="all"`` uses every
+      pair); updated once per training forward, frozen in evaluation, averaged across ranks.
+    * ``carry_state``: by default every call is a whole sequence that starts from U[0]; with
+      ``carry_state=True`` a call continues from the previous call's U[T] until ``reset()``.
+    * ``monitor``: optional callable ``monitor(lif, m_seq, s_seq)`` receiving detached pre-fire
+      membrane M[1..T] and spikes S[1..T]; used by observability callbacks.
+    """
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        reset: str = "soft",
+        surrogate="rectangular",
+        sg_mode: str = "trsg",
+        learn_tau: bool = True,
+        learn_threshold: bool = True,
+        detach_reset: bool = False,
+        mp_init: bool = True,
+        mp_init_momentum: float = 0.1,
+        mp_init_stat: str = "active",
+        backend: str = "auto",
+        carry_state: bool = False,
+    ):
+        super().__init__()
+        tau = _scalar("tau", tau, 1.0, "greater than 1")
+        v_threshold = _scalar("v_threshold", v_threshold, 0.0, "greater than 0")
+        self.reset_mode = F.check_choice("reset", reset, F.RESETS)
+        self.sg_mode = F.check_choice("sg_mode", sg_mode, F.SG_MODES)
+        self.mp_init_stat = F.check_choice("mp_init_stat", mp_init_stat, ("active", "all"))
+        self.backend = F.check_choice("backend", backend, BACKENDS)
+        momentum = float(mp_init_momentum)
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"mp_init_momentum must be in (0, 1], got {mp_init_momentum!r}")
+        self.surrogate = build_surrogate(surrogate)
+        self.detach_reset = bool(detach_reset)
+        self.mp_init = bool(mp_init)
+        self.mp_init_momentum = momentum
+        self.learn_tau = bool(learn_tau)
+        self.learn_threshold = bool(learn_threshold)
+        self.carry_state = bool(carry_state)
+
+        raw_tau = torch.tensor(F.raw_from_tau(tau))
+        raw_thr = torch.tensor(F.raw_from_v_threshold(v_threshold))
+        if self.learn_tau:
+            self.raw_tau = nn.Parameter(raw_tau)
+        else:
+            self.register_buffer("raw_tau", raw_tau)
+        if self.learn_threshold:
+            self.raw_threshold = nn.Parameter(raw_thr)
+        else:
+            self.register_buffer("raw_threshold", raw_thr)
+        self.register_buffer("mp_init_mean", torch.zeros(()))
+        # True: emit V_thr·S as TrSG prescribes; export.fold_thresholds sets it False for 0/1 spikes.
+        self.scaled_output = True
+        self.monitor: Callable | None = None
+        self.register_state("v", None)
+
+    # -- parameters -------------------------------------------------------------------------
+    @property
+    def tau(self) -> torch.Tensor:
+        return F.tau_from_raw(self.raw_tau)
+
+    @property
+    def v_threshold(self) -> torch.Tensor:
+        return F.v_threshold_from_raw(self.raw_threshold)
+
+    @property
+    def emits_scaled(self) -> bool:
+        """Whether the output carries V_thr·S (TrSG before export) rather than 0/1 spikes."""
+        return self.sg_mode == "trsg" and self.scaled_output
+
+    # -- forward -----------------------------------------------------------------------------
+    def initial_membrane(self, like: torch.Tensor) -> torch.Tensor:
+        if self.carry_state and self.v is not None:
+            return self.v
+        if self.mp_init:
+            return self.mp_init_mean.to(like.dtype).expand_as(like[0])
+        return torch.zeros_like(like[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2:
+            raise ValueError(f"LIF expects a multi-step input [T, B, ...] with at least 2 dims, got shape {tuple(x.shape)}")
+        u0 = self.initial_membrane(x)
+        tau, v_thr = self.tau.to(x.dtype), self.v_threshold.to(x.dtype)
+        need_m = self.monitor is not None
+        out, spikes, u_last, m_seq, fired = self._run(x, u0, tau, v_thr, need_m)
+        if self.training and self.mp_init:
+            self._update_mp_init(u_last, spikes, fired)
+        if need_m:
+            self.monitor(self, m_seq.detach(), spikes.detach())
+        # without carry_state nothing differentiates through v later: keep no autograd graph alive
+        self.v = u_last if self.carry_state else u_last.detach()
+        return out
+
+    def _run(self, x, u0, tau, v_thr, need_m):
+        """Dispatch to the reference loop or the fused path.
+
+        Returns ``(out, spikes, U[T], M or None, fired or None)``: the fused path hands back ``spikes``
+        only when the monitor needs them and ``fired`` (the per-(sample, neuron) "fired at least once"
+        mask) only when the MP-Init statistic does; the reference returns spikes and leaves ``fired``
+        to be derived from them. "auto" takes the fused path (same values; eager kernels give the
+        reference's bits in the forward) unless a whole-model ``torch.compile`` is tracing this module.
+        """
+        if self.backend in ("auto", "fused"):
+            from .fused import fused_available, fused_supports, lif_fused
+
+            if fused_available() and fused_supports(self, x, u0):
+                if self.backend == "fused" or not torch.compiler.is_compiling():
+                    return lif_fused(self, x, u0, tau, v_thr, need_m)
+        return (*self.reference(x, u0, tau, v_thr, need_m), None)
+
+    def reference(self, x, u0, tau, v_thr, need_m=False):
+        """The plain per-timestep loop under autograd: the ground truth for every faster path."""
+        u = u0
+        outs, spikes, ms = [], [], []
+        for t in range(x.shape[0]):
+            o, s, m, u = F.lif_step(u, x[t], tau, v_thr, self.surrogate, self.sg_mode, self.reset_mode, self.detach_reset)
+            if not self.scaled_output:
+                o = s
+            outs.append(o)
+            spikes.append(s)
+            if need_m:
+                ms.append(m)
+        m_seq = torch.stack(ms) if need_m else None
+        return torch.stack(outs), torch.stack(spikes), u, m_seq
+
+    @torch.no_grad()
+    def _update_mp_init(self, u_last: torch.Tensor, spikes: torch.Tensor | None, fired: torch.Tensor | None = None) -> None:
+        if self.mp_init_stat != "active":
+            fired = None
+        elif fired is None:
+            fired = spikes.amax(dim=0) > 0
+        total, count = F.mp_init_statistic(u_last, fired)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            both = torch.stack([total.float(), count.float()])
+            dist.all_reduce(both)
+            total, count = both[0], both[1]
+        self.mp_init_mean.copy_(F.running_mean_update(self.mp_init_mean, total, count, self.mp_init_momentum))
+
+    def extra_repr(self) -> str:
+        return (
+            f"sg_mode={self.sg_mode}, reset={self.reset_mode}, tau={self.tau.item():.4g}, "
+            f"v_threshold={self.v_threshold.item():.4g}, learn_tau={self.learn_tau}, "
+            f"learn_threshold={self.learn_threshold}, detach_reset={self.detach_reset}, "
+            f"mp_init={self.mp_init}, mp_init_mean={self.mp_init_mean.item():.4g}"
+        )
