@@ -1,0 +1,39 @@
+"""Observability callbacks: neuron statistics, per-timestep predictions and the paper's figures.
+
+Cheap enough to leave on: statistics are reduced inside the neuron's monitor to a few numbers per
+layer and timestep, monitors exist only on the steps that record, and nothing activation-sized is
+kept between steps. See ``conf/callbacks/default.yaml`` for the defaults.
+"""
+from .figures import FigureCallback
+from .neuron_stats import NeuronStatsCallback
+from .predictions import TimestepPredictionCallback
+from .stats import (
+    NeuronRecorder,
+    PredictionRecorder,
+    batch_histogram,
+    batch_reduction,
+    drift,
+    find_neuron_layers,
+    layer_parameters,
+    neuron_metrics,
+    overall_firing_rate,
+    pca_2d,
+    pick_layers,
+)
+
+__all__ = [
+    "FigureCallback",
+    "NeuronRecorder",
+    "NeuronStatsCallback",
+    "PredictionRecorder",
+    "TimestepPredictionCallback",
+    "batch_histogram",
+    "batch_reduction",
+    "drift",
+    "find_neuron_layers",
+    "layer_parameters",
+    "neuron_metrics",
+    "overall_firing_rate",
+    "pca_2d",
+    "pick_layers",
+]
