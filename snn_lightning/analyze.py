@@ -100,6 +100,9 @@ def load_model(ckpt_path: Path, batch_size: int | None = None, data_root: str | 
         run_cfg.data.root = data_root
     bs = int(batch_size or run_cfg.get("batch_size") or 64)
     data_cfg = OmegaConf.to_container(run_cfg.data, resolve=True)
+    # the loader is iterated by hand here (no Trainer hooks): ImageNet must hand out normalized floats
+    data_cfg.pop("normalize_on_device", None)
+    data_cfg.pop("channels_last", None)
     dm = instantiate(data_cfg, batch_size=bs, T=run_cfg.T)
     net = build_net(run_cfg, dm)
     module = build_module(run_cfg, net, dm)

@@ -84,7 +84,7 @@ class SNNModule(pl.LightningModule):
         logits = self(x)
         loss = self._loss(logits, y)
         self.train_acc(logits.mean(0), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=y.shape[0])
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
         return loss
 

@@ -48,6 +48,36 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list):
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
+def check_multirun_strategy(trainer) -> None:
+    """Refuse plain ``ddp`` with several local devices inside a local multirun.
+
+    Lightning's ``ddp`` re-executes this script (with the same ``-m`` sweep) for every extra device,
+    so each child rank would run the whole sweep. ``ddp_spawn`` re-executes nothing, and on SLURM
+    (hydra/launcher=slurm) the cluster starts one task per device (no launcher), so neither is refused.
+    """
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if _is_multirun() and isinstance(launcher, _SubprocessScriptLauncher) and trainer.num_devices > 1:
+        raise UserError(
+            "trainer.strategy=ddp re-launches the script for each extra device and, under a multirun, every child "
+            "would re-run the whole sweep; use trainer.strategy=ddp_spawn here, or hydra/launcher=slurm"
+        )
+
+
+def is_launch_rank_zero() -> bool:
+    """Whether this process is global rank 0 as its launcher set it (known before the Trainer exists).
+
+    Plain ``ddp`` re-runs the whole script, so ``run_job``, in every rank (LOCAL_RANK set), in the same
+    run folder; SLURM (submitit) runs the job function in every task (SLURM_PROCID); torchrun sets RANK.
+    """
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) != 0:
+            return False
+    return True
+
+
 def build_datamodule(cfg: DictConfig, per_device_batch: int):
     from hydra.utils import instantiate
 
@@ -117,6 +147,7 @@ def train(cfg: DictConfig) -> dict:
     if not loggers:  # it refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build_trainer(cfg, callbacks, loggers)
+    check_multirun_strategy(trainer)
     per_device = per_device_batch_size(cfg.batch_size, trainer.world_size, trainer.num_devices, trainer.num_nodes)
     dm = build_datamodule(cfg, per_device)
     net = build_net(cfg, dm)
@@ -195,13 +226,16 @@ def run_job(cfg: DictConfig) -> float | None:
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
         os.environ.setdefault(var, str(out_dir / "wandb_home" if var != "WANDB_DIR" else out_dir))
     started = time.time()
-    write_json(out_dir / STATUS_FILE, {"status": "running", "started": started, "pid": os.getpid()})
+    writer = is_launch_rank_zero()  # the other ranks of a ddp / SLURM job run this too, in the same folder
+    if writer:
+        write_json(out_dir / STATUS_FILE, {"status": "running", "started": started, "pid": os.getpid()})
     try:
         metrics = train(cfg)
     except USER_ERRORS as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        write_json(out_dir / STATUS_FILE, {"status": "failed", "error": msg, "started": started})
-        (out_dir / "error.log").write_text(traceback.format_exc())
+        if writer:
+            write_json(out_dir / STATUS_FILE, {"status": "failed", "error": msg, "started": started})
+            (out_dir / "error.log").write_text(traceback.format_exc())
         if not isinstance(e, (UserError, DatasetNotFoundError, EventFileError)):
             msg += f" (traceback: {out_dir / 'error.log'})"
         if multirun:
@@ -209,17 +243,19 @@ def run_job(cfg: DictConfig) -> float | None:
             return None
         fail(msg)
     except Exception as e:  # noqa: BLE001 - a sweep must survive one broken job
-        write_json(out_dir / STATUS_FILE, {"status": "failed", "error": f"{type(e).__name__}: {e}", "started": started})
+        if writer:
+            write_json(out_dir / STATUS_FILE, {"status": "failed", "error": f"{type(e).__name__}: {e}", "started": started})
         if multirun:
             traceback.print_exc()
             print(f"error: job {out_dir.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
             return None
         raise
     test_acc = metrics.get("test/acc")
-    write_json(
-        out_dir / STATUS_FILE,
-        {"status": "finished", "started": started, "seconds": time.time() - started, "test_acc": test_acc},
-    )
+    if writer:
+        write_json(
+            out_dir / STATUS_FILE,
+            {"status": "finished", "started": started, "seconds": time.time() - started, "test_acc": test_acc},
+        )
     return test_acc
 
 

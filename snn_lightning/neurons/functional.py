@@ -74,10 +74,11 @@ def mp_init_statistic(u_last: torch.Tensor, fired: torch.Tensor | None) -> tuple
     the statistic equal to the one a single process computes on the global batch.
     """
     u = u_last.detach()
+    # accumulate in float32: under 16-mixed U[T] is float16, whose sum (and count) overflows past 65504
     if fired is None:
-        return u.sum(), torch.tensor(float(u.numel()), dtype=u.dtype, device=u.device)
-    mask = fired.to(u.dtype)
-    return (u * mask).sum(), mask.sum()
+        return u.sum(dtype=torch.float32), torch.tensor(float(u.numel()), dtype=torch.float32, device=u.device)
+    fired = fired.bool()
+    return u.masked_fill(~fired, 0).sum(dtype=torch.float32), fired.sum(dtype=torch.float32)
 
 
 def running_mean_update(running: torch.Tensor, total: torch.Tensor, count: torch.Tensor, momentum: float) -> torch.Tensor:
