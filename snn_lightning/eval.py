@@ -5,13 +5,12 @@ given here override it (e.g. a different data root or a GPU).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .runtime import CONF_DIR, METRICS_FILE, UserError, check_group_overrides, fail, per_device_batch_size, write_json
+from .runtime import CONF_DIR, METRICS_FILE, UserError, checked_main, fail, per_device_batch_size, write_json
 
 
 def load_run_config(ckpt_path: str) -> tuple[DictConfig, dict]:
@@ -70,11 +69,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    try:
-        check_group_overrides(sys.argv[1:])
-    except UserError as e:
-        fail(str(e))
-    _hydra_main()
+    checked_main(_hydra_main)
 
 
 if __name__ == "__main__":

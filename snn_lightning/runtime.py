@@ -40,6 +40,15 @@ def check_group_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
                 raise UserError(f"unknown {key} {option!r}; allowed: {', '.join(groups[key])}")
 
 
+def checked_main(hydra_main) -> None:
+    """Run a ``@hydra.main`` function after rejecting unknown group options in one line."""
+    try:
+        check_group_overrides(sys.argv[1:])
+    except UserError as e:
+        fail(str(e))
+    hydra_main()
+
+
 def _sweep_values(value: str) -> list[str]:
     value = value.strip()
     for prefix in ("choice(", "glob("):

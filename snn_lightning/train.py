@@ -20,7 +20,7 @@ from .runtime import (
     METRICS_FILE,
     STATUS_FILE,
     UserError,
-    check_group_overrides,
+    checked_main,
     check_T,
     fail,
     per_device_batch_size,
@@ -265,11 +265,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    try:
-        check_group_overrides(sys.argv[1:])
-    except UserError as e:
-        fail(str(e))
-    _hydra_main()
+    checked_main(_hydra_main)
 
 
 if __name__ == "__main__":

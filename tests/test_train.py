@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf, open_dict
 
-from helpers import REPO, compose_cfg, run_cli
+from helpers import compose_cfg, run_cli
 from snn_lightning.losses import MeanCrossEntropy, TETLoss
 from snn_lightning.module import SNNModule, cumulative_mean, to_time_major
 from snn_lightning.runtime import UserError, config_groups, per_device_batch_size
