@@ -223,3 +223,18 @@ def test_one_training_step_per_dataset(name, tmp_path):
     metrics = train(cfg)
     assert {"test/acc", "test/acc_t1", "test/acc_t2"} <= set(metrics)
     assert metrics["global_step"] == 1
+
+
+def test_cli_multirun_with_default_sweep_dir(tmp_path):
+    """`snn-train -m ...` with no hydra.sweep.dir: jobs land under ./outputs/train/multiruns/<time>/<overrides>."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    r = subprocess.run([sys.executable, "-m", "snn_lightning.train", "-m", "debug=fast", "seed=1,2"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    statuses = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*/*/status.json"))
+    assert [p.parent.name for p in statuses] == ["debug=fast,seed=1", "debug=fast,seed=2"]
+    assert all(json.loads(p.read_text())["status"] == "finished" for p in statuses)
