@@ -227,35 +227,34 @@ def run_job(cfg: DictConfig) -> float | None:
         os.environ.setdefault(var, str(out_dir / "wandb_home" if var != "WANDB_DIR" else out_dir))
     started = time.time()
     writer = is_launch_rank_zero()  # the other ranks of a ddp / SLURM job run this too, in the same folder
-    if writer:
-        write_json(out_dir / STATUS_FILE, {"status": "running", "started": started, "pid": os.getpid()})
+
+    def record(state: str, **fields) -> None:
+        if writer:
+            write_json(out_dir / STATUS_FILE, {"status": state, "started": started, **fields})
+            if state == "failed":
+                (out_dir / "error.log").write_text(traceback.format_exc())
+
+    record("running", pid=os.getpid())
     try:
         metrics = train(cfg)
-    except USER_ERRORS as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if writer:
-            write_json(out_dir / STATUS_FILE, {"status": "failed", "error": msg, "started": started})
-            (out_dir / "error.log").write_text(traceback.format_exc())
-        if not isinstance(e, (UserError, DatasetNotFoundError, EventFileError)):
+    except Exception as e:  # noqa: BLE001 - a sweep must survive one broken job
+        user_error = isinstance(e, USER_ERRORS)
+        msg = (str(e).splitlines() or [""])[0] or type(e).__name__
+        if not user_error:
+            msg = f"{type(e).__name__}: {msg}"
+        record("failed", error=msg)
+        if user_error and not isinstance(e, (UserError, DatasetNotFoundError, EventFileError)):
             msg += f" (traceback: {out_dir / 'error.log'})"
         if multirun:
+            if not user_error:
+                traceback.print_exc()
             print(f"error: job {out_dir.name} failed: {msg}", file=sys.stderr)
             return None
-        fail(msg)
-    except Exception as e:  # noqa: BLE001 - a sweep must survive one broken job
-        if writer:
-            write_json(out_dir / STATUS_FILE, {"status": "failed", "error": f"{type(e).__name__}: {e}", "started": started})
-        if multirun:
-            traceback.print_exc()
-            print(f"error: job {out_dir.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            return None
+        if user_error:
+            fail(msg)
         raise
     test_acc = metrics.get("test/acc")
-    if writer:
-        write_json(
-            out_dir / STATUS_FILE,
-            {"status": "finished", "started": started, "seconds": time.time() - started, "test_acc": test_acc},
-        )
+    record("finished", seconds=time.time() - started, test_acc=test_acc)
     return test_acc
 
 
