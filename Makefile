@@ -31,5 +31,6 @@ bench: $(STAMP)  ## benchmarks side by side with spikingjelly and snnTorch (inst
 gpu-check: $(STAMP)  ## a few GPU steps, a 1-GPU DDP run and the throughput benchmark (needs CUDA)
 	bash benchmarks/gpu_check.sh
 
-clean:  ## remove outputs and caches (not .venv)
-	rm -rf outputs multirun .pytest_cache
+clean:  ## remove caches (never outputs/, which holds runs, checkpoints and sweeps)
+	rm -rf .pytest_cache
+	find . -name __pycache__ -not -path "./.venv/*" -prune -exec rm -rf {} +
