@@ -70,11 +70,14 @@ def n_code_bytes(spec: Spec, T: int) -> int:
 
 # -- forward -----------------------------------------------------------------------------------
 
-def forward_eager(spec: Spec, x: Tensor, u0: Tensor, k: Tensor, v: Tensor, keep_m: bool, want: tuple[bool, bool]):
+def forward_eager(spec: Spec, x: Tensor, u0: Tensor, k: Tensor, v: Tensor, keep_m: bool, want: tuple[bool, bool],
+                  dest: Optional[tuple] = None):
     """Run all T steps with in-place ops. ``x: [T, N]``; ``u0``: ``[]`` or ``[N]``.
 
     Returns ``(out, m, codes, spikes, fired, u_last)``; ``m`` only if ``keep_m`` (else None), ``codes`` only
     in "bits" storage, ``spikes`` (0/1, input dtype) and ``fired`` (bool [N]) only if asked for in ``want``.
+    ``dest``, if given, holds the same six tensors (or None) preallocated — column slices of the
+    whole layer's outputs when the caller works through the neurons in cache-sized chunks.
 
     Values are bit-identical to the reference loop: the charge uses its op order, and the spike test
     ``M/V − 1 > 0`` is evaluated as ``M/V > 1`` (``M − V > 0`` as ``M > V``), which is exact in IEEE
@@ -84,11 +87,14 @@ def forward_eager(spec: Spec, x: Tensor, u0: Tensor, k: Tensor, v: Tensor, keep_
     want_spikes, want_fired = want
     T, N = x.shape
     dtype, device = x.dtype, x.device
-    out = torch.empty_like(x)
-    m_all = torch.empty_like(x) if keep_m else None
-    s_all = None
-    if want_spikes:
-        s_all = torch.empty_like(x) if spec.scaled else out
+    if dest is None:
+        out = torch.empty_like(x)
+        m_all = torch.empty_like(x) if keep_m else None
+        s_all = None
+        if want_spikes:
+            s_all = torch.empty_like(x) if spec.scaled else out
+    else:
+        out, m_all, _, s_all, _, _ = dest
     bits = spec.storage == "bits"
     per = steps_per_byte(spec)
     code_f = torch.zeros((n_code_bytes(spec, T), N), dtype=dtype, device=device) if bits else None
@@ -123,9 +129,17 @@ def forward_eager(spec: Spec, x: Tensor, u0: Tensor, k: Tensor, v: Tensor, keep_
             torch.maximum(fired_f, s, out=fired_f)
         # U = M − V·S (soft; V·S is exact) | M·(1 − S) (hard)
         u = torch.addcmul(m, s, v, value=-1) if spec.reset == "soft" else m * (1.0 - s)
-    codes = code_f.to(torch.uint8) if bits else None
-    fired = fired_f > 0 if fired_f is not None else None
-    return out, m_all, codes, s_all, fired, u
+    if dest is None:
+        codes = code_f.to(torch.uint8) if bits else None
+        fired = fired_f > 0 if fired_f is not None else None
+        return out, m_all, codes, s_all, fired, u
+    _, _, codes, _, fired, u_last = dest
+    if bits:
+        codes.copy_(code_f)
+    if fired is not None:
+        torch.gt(fired_f, 0.0, out=fired)
+    u_last.copy_(u)
+    return dest
 
 
 def make_forward_functional(spec: Spec, keep_m: bool, want: tuple[bool, bool]) -> Callable:
@@ -209,8 +223,10 @@ def _dot(a: Tensor, b: Tensor, buf: Tensor) -> Tensor:
 
 
 def backward_eager(spec: Spec, needs: Needs, dfn, g_out: Optional[Tensor], g_last: Optional[Tensor],
-                   saved: Tensor, u0: Optional[Tensor], k: Tensor, v: Tensor, T: int, N: int, dtype):
-    """Reverse-time recurrence. Returns ``(gx [T, N] | None, gu0 [N] | None, gtau | None, gv | None)``.
+                   saved: Tensor, u0: Optional[Tensor], k: Tensor, v: Tensor, T: int, N: int, dtype,
+                   gx_out: Optional[Tensor] = None):
+    """Reverse-time recurrence. Returns ``(gx [T, N] | None, gu0 [N] | None, gtau | None, gv | None)``;
+    ``gx`` is written into ``gx_out`` when that is given (a column slice, see ``forward_eager``).
 
     Everything without a recurrence is computed for all steps at once, in as few passes over memory
     as the maths allows. With fp = f'(x) (for the rectangular shape: the 0/1 window, its 1/γ
@@ -273,14 +289,14 @@ def backward_eager(spec: Spec, needs: Needs, dfn, g_out: Optional[Tensor], g_las
             A[T - 1].mul_(-(alpha * fs)).add_(1.0)
             torch.addcmul(A[: T - 1], s[: T - 1], one_minus_k, value=-1, out=A[: T - 1])
             A[T - 1].sub_(s[T - 1])
-        else:
+        else:  # (an addcmul with a 0-dim first argument is 2-4x slower than mul + add here)
             A = torch.empty_like(gm)
             coef = v * alpha * fs
-            torch.addcmul(one_minus_k, fp[: T - 1], one_minus_k * coef, value=-1, out=A[: T - 1])
-            torch.addcmul(one, fp[T - 1], coef, value=-1, out=A[T - 1])
+            torch.mul(fp[: T - 1], -(one_minus_k * coef), out=A[: T - 1]).add_(one_minus_k)
+            torch.mul(fp[T - 1], -coef, out=A[T - 1]).add_(1.0)
     elif hard:
         A = torch.empty_like(gm)
-        torch.addcmul(one_minus_k, s[: T - 1], one_minus_k, value=-1, out=A[: T - 1])
+        torch.mul(s[: T - 1], -one_minus_k, out=A[: T - 1]).add_(one_minus_k)
         torch.sub(1.0, s[T - 1], out=A[T - 1])
     if g_last is not None:
         gm[T - 1].add_(g_last * A[T - 1] if A is not None else g_last)
@@ -292,7 +308,9 @@ def backward_eager(spec: Spec, needs: Needs, dfn, g_out: Optional[Tensor], g_las
             gm[t].addcmul_(gm[t + 1], one_minus_k)
     del A
 
-    gx = gm * k if needs.x else None
+    gx = None
+    if needs.x:
+        gx = gm * k if gx_out is None else torch.mul(gm, k, out=gx_out)
     gu0 = gm[0] * one_minus_k if needs.u0 else None
 
     gv = None

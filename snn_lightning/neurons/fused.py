@@ -3,25 +3,30 @@
 The forward runs all T steps without recording autograd; the backward runs the reverse-time
 recurrence by hand (``_fused_kernels.py`` has the maths) and returns gradients to the input, to the
 initial membrane (when it requires grad), and to τ and V_thr (the raw parameters then get theirs
-through autograd of ``LIF.tau`` / ``LIF.v_threshold``).
+through autograd of ``LIF.tau`` / ``LIF.v_threshold``). ``LIF`` takes this path for backend "auto"
+(training and inference alike: without autograd the eager forward gives the reference's bits).
 
-What is saved for backward (per element and step), chosen per call:
+What is saved for backward, chosen per call (numbers in ``benchmarks/results.md``):
 
-* ``"bits"``: when the surrogate is rectangular and neither τ nor V_thr needs a gradient (fixed
-  neuron parameters, as in spikingjelly's ``LIFNode``) and the reset term needs no membrane value
-  (soft reset, or hard reset with ``detach_reset``): the surrogate window bit (and, for hard reset,
-  the spike bit) of every step, packed along time into uint8 — 1 bit (2 bits) per element and step,
-  so 1/32 (1/16) of a float32 sequence.
-* ``"m"``: otherwise, the pre-fire membrane M[1..T] in the input dtype. Everything else the backward
-  needs — spike, surrogate derivative, post-reset U[t−1] — is rebuilt from it elementwise, which is
-  cheaper than reading more saved tensors (measured in ``benchmarks/``). It is also the ``monitor``'s
-  M sequence, so monitoring costs no extra copy.
+* ``"bits"``: when the surrogate is rectangular, neither τ nor V_thr needs a gradient (fixed neuron
+  parameters, as in spikingjelly's ``LIFNode``), and the reset needs no membrane value (soft reset,
+  or hard reset with ``detach_reset``): the surrogate-window bit (and, for hard reset, the spike
+  bit) of every step, packed along time into uint8 — one byte per neuron for T ≤ 8 (T ≤ 4 hard),
+  1/16 of a float32 membrane sequence at T = 4.
+* ``"m"``: otherwise, the pre-fire membrane M[1..T] in the input dtype, once. dL/dτ needs
+  M[t] − U[t−1] everywhere and dL/dV_thr needs M inside the window, so real values must stay (float16
+  would break the 1e-5 agreement with the reference). Spike, surrogate derivative and U[t−1] are
+  rebuilt from M elementwise — cheaper than reading more saved tensors. It is also the monitor's M.
+* Never bool tensors: a comparison into bool plus a conversion cost 4.5x a comparison written
+  straight into a float tensor here, and uint8 arithmetic made inductor's CPU kernel 18x slower.
 
 Compilation: ``torch.compile`` (inductor) versions of both recurrences are opt-in — set
-``SNN_LIGHTNING_COMPILE=1`` or call ``set_compile(True)``. They are built once per static
-configuration (SG mode, reset, surrogate, what is saved, which gradients are needed, T) with the
-neuron count dynamic, so all layers of a network share one compiled kernel per configuration. If
-compiling fails, the failure is logged once and that configuration falls back to eager for good.
+``SNN_LIGHTNING_COMPILE=1`` or call ``set_compile(True)`` — because the first compile of a
+configuration takes 30–50 s on 2 cores (seconds once inductor's on-disk cache has it), which unit
+tests and short runs should not pay. Each static configuration (SG mode, reset, surrogate, storage,
+which gradients, T) is compiled once with the neuron count dynamic, so all layers of a network
+share one kernel per configuration. A configuration whose compilation fails is logged once and
+runs eager from then on.
 """
 from __future__ import annotations
 
@@ -70,6 +75,7 @@ def compile_failures() -> list:
 def clear_compile_cache() -> None:
     with _lock:
         _compiled.clear()
+        _called.clear()
         _warned.clear()
 
 
@@ -102,11 +108,16 @@ def _derivative_for_compile(surrogate, key) -> Callable:
 # -- compile cache ----------------------------------------------------------------------------
 
 def _get_compiled(key, build: Callable[[], Callable]) -> Optional[Callable]:
+    # inductor writes a serial CPU kernel when it compiles under 1 thread, and its on-disk cache does
+    # not key on the thread count: naming the count in the options makes it part of the cache key
+    # (measured: a kernel compiled under 1 thread ran 1.4 ms instead of 0.7 ms under 2 threads)
+    threads = key[-1]  # keys end with the intra-op thread count (see _run_compiled)
     with _lock:
         if key in _compiled:
             return _compiled[key]
         try:
-            fn = torch.compile(_own_code(build(), len(_compiled)), dynamic=None, fullgraph=True)
+            fn = torch.compile(_own_code(build(), len(_compiled)), dynamic=None, fullgraph=True,
+                               options={"cpp.threads": threads})
         except Exception as exc:  # pragma: no cover - torch.compile itself unavailable
             _note_failure(key, exc)
             return None
@@ -140,16 +151,83 @@ def _mark_dynamic(*tensors) -> None:
             torch._dynamo.mark_dynamic(t, t.dim() - 1)
 
 
+_called: set = set()  # keys whose kernel has run once (and so was traced with a dynamic N)
+
+
 def _run_compiled(key, build, args, eager: Callable):
+    key = (*key, torch.get_num_threads())
     fn = _get_compiled(key, build)
     if fn is not None:
         try:
-            _mark_dynamic(*[a for a in args if isinstance(a, torch.Tensor) and a.dim() >= 1])
-            return fn(*args)
+            if key not in _called:  # later calls reuse the dynamic-N graph without marking
+                _mark_dynamic(*[a for a in args if isinstance(a, torch.Tensor) and a.dim() >= 1])
+            res = fn(*args)
+            _called.add(key)
+            return res
         except Exception as exc:
             with _lock:
                 _note_failure(key, exc)
     return eager()
+
+
+# -- eager kernels, in cache-sized chunks of neurons on the CPU -------------------------------
+
+CPU_CHUNK = 1 << 16  # neurons per chunk and thread: a [T, chunk] float32 temporary stays in L2 for T ≤ 8
+
+
+def _chunk_size(t: torch.Tensor, n: int) -> int:
+    """The eager kernels are strings of elementwise passes; on the CPU, running them on column
+    chunks keeps the temporaries in cache (measured 1.7x on [4, 1M] float32, 1 thread). Each op is
+    split over the intra-op threads, so the chunk grows with their number (fewer fork/joins, the
+    same bytes per core). On a GPU one launch per op over everything is better."""
+    if t.device.type != "cpu":
+        return n
+    c = CPU_CHUNK * max(1, torch.get_num_threads())
+    return c if n > 2 * c else n
+
+
+def _forward_eager(spec, x2, u0c, k, v, keep_m, want):
+    T, N = x2.shape
+    C = _chunk_size(x2, N)
+    if C >= N:
+        return K.forward_eager(spec, x2, u0c, k, v, keep_m, want)
+    want_spikes, want_fired = want
+    out = torch.empty_like(x2)
+    m_all = torch.empty_like(x2) if keep_m else None
+    s_all = (torch.empty_like(x2) if spec.scaled else out) if want_spikes else None
+    codes = (torch.empty((K.n_code_bytes(spec, T), N), dtype=torch.uint8, device=x2.device)
+             if spec.storage == "bits" else None)
+    fired = torch.empty((N,), dtype=torch.bool, device=x2.device) if want_fired else None
+    u_last = torch.empty((N,), dtype=x2.dtype, device=x2.device)
+    for j in range(0, N, C):
+        sl = slice(j, j + C)
+        dest = tuple(None if b is None else (b[sl] if b.dim() == 1 else b[:, sl])
+                     for b in (out, m_all, codes, s_all, fired, u_last))
+        K.forward_eager(spec, x2[:, sl], u0c if u0c.dim() == 0 else u0c[sl], k, v, keep_m, want, dest)
+    return out, m_all, codes, s_all, fired, u_last
+
+
+def _backward_eager(spec, needs, dfn, go, gl, saved, u0c, k, v, T, N, dtype):
+    C = _chunk_size(saved, N)
+    if C >= N:
+        return K.backward_eager(spec, needs, dfn, go, gl, saved, u0c, k, v, T, N, dtype)
+    gx = torch.empty((T, N), dtype=dtype, device=saved.device) if needs.x else None
+    gu0 = torch.empty((N,), dtype=dtype, device=saved.device) if needs.u0 else None
+    gtau = gv = None
+    for j in range(0, N, C):
+        sl = slice(j, j + C)
+        n = min(C, N - j)
+        u0s = u0c if (u0c is None or u0c.dim() == 0) else u0c[sl]
+        _, gu0_c, gtau_c, gv_c = K.backward_eager(
+            spec, needs, dfn, None if go is None else go[:, sl], None if gl is None else gl[sl], saved[:, sl],
+            u0s, k, v, T, n, dtype, gx_out=None if gx is None else gx[:, sl])
+        if gu0 is not None:
+            gu0[sl].copy_(gu0_c)
+        if gtau_c is not None:
+            gtau = gtau_c if gtau is None else gtau + gtau_c
+        if gv_c is not None:
+            gv = gv_c if gv is None else gv + gv_c
+    return gx, gu0, gtau, gv
 
 
 # -- the autograd Function --------------------------------------------------------------------
@@ -157,7 +235,8 @@ def _run_compiled(key, build, args, eager: Callable):
 class _Plan:
     """What one call needs besides tensors (kept out of the tensor arguments of the Function)."""
 
-    __slots__ = ("sg_mode", "reset", "detach", "scaled", "surrogate", "want_spikes", "want_fired", "keep_m", "compiled")
+    __slots__ = ("sg_mode", "reset", "detach", "scaled", "surrogate", "skey", "gamma", "want_spikes", "want_fired",
+                 "keep_m", "compiled")
 
     def __init__(self, lif, want_spikes: bool, want_fired: bool, keep_m: bool, compiled: bool):
         self.sg_mode = lif.sg_mode
@@ -165,6 +244,8 @@ class _Plan:
         self.detach = lif.detach_reset
         self.scaled = lif.sg_mode == "trsg" and lif.scaled_output
         self.surrogate = lif.surrogate
+        self.skey = _surrogate_key(lif.surrogate) if compiled else None  # None: eager only
+        self.gamma = K.rectangular_gamma(lif.surrogate)
         self.want_spikes = want_spikes
         self.want_fired = want_fired
         self.keep_m = keep_m
@@ -172,7 +253,7 @@ class _Plan:
 
 
 def _spec(plan: _Plan, needs: K.Needs, requires: bool) -> K.Spec:
-    gamma = K.rectangular_gamma(plan.surrogate)
+    gamma = plan.gamma
     storage = "none"
     if requires:
         bits_ok = (gamma is not None and not needs.tau and not needs.v
@@ -207,15 +288,15 @@ class LIFFusedFunction(torch.autograd.Function):
         want = (plan.want_spikes, plan.want_fired)
         k = 1.0 / tau
         u0c = _compact_u0(u0, N)
-        if plan.compiled and _surrogate_key(plan.surrogate) is not None:
-            skey = _surrogate_key(plan.surrogate)
+        if plan.compiled and plan.skey is not None:
+            skey = plan.skey
             dfn = _derivative_for_compile(plan.surrogate, skey)
             key = ("fwd", spec, skey, keep_m, want, u0c.dim())
             res = _run_compiled(key, lambda: K.make_forward_functional(spec, keep_m, want),
                                 (x2, u0c, k.detach(), v_thr.detach()),
-                                lambda: K.forward_eager(spec, x2, u0c, k, v_thr, keep_m, want))
+                                lambda: _forward_eager(spec, x2, u0c, k, v_thr, keep_m, want))
         else:
-            res = K.forward_eager(spec, x2, u0c, k, v_thr, keep_m, want)
+            res = _forward_eager(spec, x2, u0c, k, v_thr, keep_m, want)
         out, m, codes, spikes, fired, u_last = res
 
         ctx.spec, ctx.needs, ctx.plan = spec, needs, plan
@@ -233,7 +314,8 @@ class LIFFusedFunction(torch.autograd.Function):
         u_last = u_last.view(x.shape[1:])
         m = m.view(x.shape) if (m is not None and plan.keep_m) else None
         spikes = spikes.view(x.shape) if spikes is not None else None
-        fired = fired.view(x.shape[1:]) if fired is not None else None
+        if fired is not None:
+            fired = (fired if fired.dtype == torch.bool else fired > 0).view(x.shape[1:])
         for extra in (m, spikes, fired):
             if extra is not None:
                 ctx.mark_non_differentiable(extra)
@@ -253,7 +335,7 @@ class LIFFusedFunction(torch.autograd.Function):
         gl = g_last.reshape(N) if g_last is not None else None
         if go is not None and not go.is_contiguous():
             go = go.contiguous()
-        skey = _surrogate_key(plan.surrogate)
+        skey = plan.skey
         if plan.compiled and skey is not None:
             dfn = _derivative_for_compile(plan.surrogate, skey)
             key = ("bwd", spec, skey, needs, go is not None, gl is not None, T, None if u0c is None else u0c.dim())
@@ -261,10 +343,10 @@ class LIFFusedFunction(torch.autograd.Function):
                 key,
                 lambda: K.make_backward_functional(spec, needs, dfn, go is not None, gl is not None, T),
                 (go, gl, saved, u0c, k.detach(), v.detach()),
-                lambda: K.backward_eager(spec, needs, plan.surrogate.derivative, go, gl, saved, u0c, k, v, T, N, dtype),
+                lambda: _backward_eager(spec, needs, plan.surrogate.derivative, go, gl, saved, u0c, k, v, T, N, dtype),
             )
         else:
-            res = K.backward_eager(spec, needs, plan.surrogate.derivative, go, gl, saved, u0c, k, v, T, N, dtype)
+            res = _backward_eager(spec, needs, plan.surrogate.derivative, go, gl, saved, u0c, k, v, T, N, dtype)
         gx, gu0, gtau, gv = res
         if gx is not None:
             gx = gx.view(ctx.shape)
