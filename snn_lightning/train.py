@@ -139,6 +139,10 @@ def train(cfg: DictConfig) -> dict:
 
     check_T(cfg.T)
     out_dir = Path(cfg.paths.output_dir)
+    if cfg.get("compile_neurons"):
+        from .neurons.fused import set_compile
+
+        set_compile(True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     from lightning.pytorch.callbacks import LearningRateMonitor
 

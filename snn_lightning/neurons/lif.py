@@ -111,7 +111,7 @@ class LIF(StatefulModule):
             return self.v
         if self.mp_init:
             return self.mp_init_mean.to(like.dtype).expand_as(like[0])
-        return torch.zeros_like(like[0])
+        return like.new_zeros(()).expand_as(like[0])  # a stride-0 view: no memset, no read of a full tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
