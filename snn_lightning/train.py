@@ -97,9 +97,14 @@ def build_net(cfg: DictConfig, dm):
     backbone = MODELS.get(cfg.model.get("name"))
     if backbone is not None and "input_size" in inspect.signature(backbone).parameters:
         extra["input_size"] = dm.input_size  # the classifier's width depends on it
-    return factory(
+    net = factory(
         num_classes=dm.num_classes, in_channels=dm.in_channels, T=cfg.T, norm=cfg.norm.kind, neuron=neuron, **extra
     )
+    if cfg.get("channels_last"):
+        import torch
+
+        net = net.to(memory_format=torch.channels_last)  # conv weights NHWC: faster convolutions on GPUs
+    return net
 
 
 def build_module(cfg: DictConfig, net, dm):

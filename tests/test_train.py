@@ -238,3 +238,23 @@ def test_cli_multirun_with_default_sweep_dir(tmp_path):
     statuses = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*/*/status.json"))
     assert [p.parent.name for p in statuses] == ["debug=fast,seed=1", "debug=fast,seed=2"]
     assert all(json.loads(p.read_text())["status"] == "finished" for p in statuses)
+
+
+def test_channels_last_gives_the_same_logits(tmp_path):
+    cfg = compose_cfg(tmp_path, ["T=2", "channels_last=true", "neuron.backend=torch"])
+    fake = type("D", (), {"num_classes": 10, "in_channels": 1, "input_size": 8})
+    torch.manual_seed(0)
+    net_cl = build_net(cfg, fake).eval()
+    torch.manual_seed(0)
+    cfg.channels_last = False
+    net = build_net(cfg, fake).eval()
+    assert next(p for p in net_cl.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.allclose(net_cl(x), net(x), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(tmp_path):
+    """`compile=true`: torch.compile of the whole network (CPU inductor; the first step compiles)."""
+    metrics = train(compose_cfg(tmp_path, ["debug=fast", "compile=true", "T=2", "batch_size=8"]))
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["global_step"] == 1
