@@ -294,7 +294,6 @@ class LIFFusedFunction(torch.autograd.Function):
         u0c = _compact_u0(u0, N)
         if plan.compiled and plan.skey is not None:
             skey = plan.skey
-            dfn = _derivative_for_compile(plan.surrogate, skey)
             key = ("fwd", spec, skey, keep_m, want, u0c.dim())
             res = _run_compiled(key, lambda: K.make_forward_functional(spec, keep_m, want),
                                 (x2, u0c, k.detach(), v_thr.detach()),
