@@ -23,6 +23,10 @@ between jobs, the seed excepted) and written to ``--out`` (default ``<sweep>/agg
   of ``--panels`` (default: the other keys, e.g. reset x surrogate shape), with a robustness table
   (mean, min, max, spread across x per line and panel) in ``summary.md``;
 * ``accuracy_per_timestep.png``: accuracy from timesteps 1..t against t, one line per group.
+* ``training_curves.png``: the Fig. 9 bottom row, at one initial V_thr (``--curves-at``, default 1.0):
+  training loss (``train/loss_epoch``) and validation accuracy (``val/acc``) per epoch from each
+  job's ``csv/metrics.csv``, one line per SG formulation (mean over seeds, band ±std), one column per
+  panel of the Fig. 9-style plot; skipped when V_thr was not swept or no job logged per-epoch values.
 
 Accuracies are reported in percent.
 """
@@ -171,6 +175,28 @@ def read_neuron_drift(job_dir: Path) -> dict[str, float]:
         if stat == "v_mean":
             for t, vs in sorted(per_t.items()):
                 out[f"v_mean_t{t}"] = sum(vs) / len(vs)
+    return out
+
+
+def read_epoch_metrics(job_dir: Path, columns: tuple[str, ...]) -> dict[str, dict[int, float]]:
+    """Per-epoch values of ``columns`` from the job's CSV log (Lightning's CSVLogger writes sparse rows):
+    the last non-empty value of each column in each epoch, as ``{column: {epoch: value}}``."""
+    files = sorted(job_dir.glob("csv/**/metrics.csv")) or sorted(job_dir.glob("**/metrics.csv"))
+    out: dict[str, dict[int, float]] = {c: {} for c in columns}
+    if not files:
+        return out
+    try:
+        with files[-1].open(newline="") as f:
+            for row in csv.DictReader(f):
+                epoch = _num(row.get("epoch"))
+                if epoch is None:
+                    continue
+                for c in columns:
+                    v = _num(row.get(c) or None)
+                    if v is not None:
+                        out[c][int(epoch)] = v
+    except OSError:
+        pass
     return out
 
 
@@ -629,6 +655,91 @@ def plot_per_timestep(path: Path, groups: list[Group], keys: list[str], title: s
     plt.close(fig)
 
 
+# -- training curves (Fig. 9 bottom row) ---------------------------------------------------------
+VTHR_KEY = "neuron.v_threshold"
+CURVE_COLUMNS = (("train/loss_epoch", "training loss", 1.0), ("val/acc", "validation accuracy (%)", 100.0))
+
+
+def training_curves(jobs: list[Job], keys: list[str], at: float = 1.0, line: str | None = None,
+                    panels: list[str] | None = None) -> dict | None:
+    """Per-epoch curves of the finished jobs whose initial V_thr equals ``at``: ``{"panels": keys,
+    "line": key, "curves": {panel values: {line value: {column: [(epoch, mean, std, n), ...]}}}}``,
+    mean and sample std over seeds (columns scaled as plotted: val/acc in percent). None when V_thr
+    was not swept or no such job logged a per-epoch value."""
+    spec = plot_spec(jobs, keys, VTHR_KEY, line, panels)
+    if spec is None:
+        return None
+    _, line, panels = spec
+    chosen = [j for j in jobs if j.status == "finished" and same_value(j.fact(VTHR_KEY), at)]
+    rank = value_order(jobs, keys)
+    order = lambda k, v: rank[keys.index(k)].get(v, (2, 0.0, v))  # noqa: E731
+    per: "OrderedDict[tuple, OrderedDict[str, dict[str, dict[int, list[float]]]]]" = OrderedDict()
+    for j in sorted(chosen, key=lambda j: tuple(order(k, display(j.fact(k))) for k in [*panels, *([line] if line else [])])):
+        data = read_epoch_metrics(j.path, tuple(c for c, _, _ in CURVE_COLUMNS))
+        if not any(data.values()):
+            continue
+        combo = tuple(display(j.fact(p)) for p in panels)
+        lv = display(j.fact(line)) if line else "all"
+        cell = per.setdefault(combo, OrderedDict()).setdefault(lv, {c: {} for c, _, _ in CURVE_COLUMNS})
+        for c, _, scale in CURVE_COLUMNS:
+            for e, v in data[c].items():
+                cell[c].setdefault(e, []).append(scale * v)
+    if not per:
+        return None
+    curves = OrderedDict(
+        (combo, OrderedDict((lv, {c: [(e, *mean_std(vals)) for e, vals in sorted(by_epoch.items())]
+                                  for c, by_epoch in cols.items()}) for lv, cols in lines.items()))
+        for combo, lines in per.items())
+    return {"panels": panels, "line": line, "at": at, "curves": curves}
+
+
+def plot_training_curves(path: Path, data: dict, title: str) -> None:
+    """Fig. 9 bottom row: one column per panel, training loss (top) and validation accuracy (bottom)
+    against the epoch, one line per ``data["line"]`` value with a ±std band over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    combos = list(data["curves"])
+    n = len(combos)
+    rows = len(CURVE_COLUMNS)
+    fig, axes = plt.subplots(rows, n, figsize=(3.6 * n, 2.8 * rows), squeeze=False, sharey="row", sharex=True)
+    markers = "osD^vP*X"
+    line_vals = unique(lv for c in combos for lv in data["curves"][c])
+    colors = {lv: f"C{i % 10}" for i, lv in enumerate(line_vals)}
+    for col, combo in enumerate(combos):
+        for r, (c, label, _) in enumerate(CURVE_COLUMNS):
+            ax = axes[r, col]
+            for lv, cols in data["curves"][combo].items():
+                pts = [(e, m, 0.0 if math.isnan(s) else s) for e, m, s, k in cols[c] if k and not math.isnan(m)]
+                if not pts:
+                    continue
+                es, ms, ss = ([p[i] for p in pts] for i in range(3))
+                li = line_vals.index(lv)
+                ax.plot(es, ms, marker=markers[li % len(markers)], markersize=3, color=colors[lv],
+                        label=str(lv) if data["line"] else None)
+                ax.fill_between(es, [m - s for m, s in zip(ms, ss)], [m + s for m, s in zip(ms, ss)],
+                                color=colors[lv], alpha=0.15, linewidth=0)
+            if r == 0:
+                ax.set_title(", ".join(f"{p}={v}" for p, v in zip(data["panels"], combo)) or title, fontsize=9)
+            if r == rows - 1:
+                ax.set_xlabel("epoch")
+            if col == 0:
+                ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    epochs = sorted({e for combo in combos for cols in data["curves"][combo].values() for c, _, _ in CURVE_COLUMNS
+                     for e, *_ in cols[c]})
+    if epochs and len(epochs) <= 20:
+        axes[-1, 0].set_xticks(epochs)
+    if data["line"]:
+        axes[0, 0].legend(title=data["line"], fontsize=8)
+    fig.suptitle(f"{title}: training curves at {VTHR_KEY} = {display(data['at'])} (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 # -- paired comparison ---------------------------------------------------------------------------
 def paired_markdown(jobs: list[Job], keys: list[str], key: str, metric: str = DEFAULT_METRIC) -> str:
     """Differences to the first value of ``key`` (the baseline), paired by seed within each
@@ -683,7 +794,7 @@ def paired_markdown(jobs: list[Job], keys: list[str], key: str, metric: str = DE
 def aggregate(paths: list[Path], out: Path | None = None, group_by: list[str] | None = None,
               metric: str = DEFAULT_METRIC, x: str | None = None, line: str | None = None,
               panels: list[str] | None = None, plots: bool = True, title: str | None = None,
-              paired: list[str] | None = None) -> dict:
+              paired: list[str] | None = None, curves_at: float | None = 1.0) -> dict:
     """Read the sweep(s), write the CSVs, the Markdown table and the plots; return what was written."""
     paths = [Path(p) for p in paths]
     jobs = read_sweep(paths)
@@ -711,7 +822,12 @@ def aggregate(paths: list[Path], out: Path | None = None, group_by: list[str] | 
             p = out / "accuracy_per_timestep.png"
             plot_per_timestep(p, groups, keys, title, panels=spec[2] if spec else None)
             written["per_timestep"] = p
-    return {"jobs": jobs, "groups": groups, "keys": keys, "markdown": md, "written": written}
+    curves = training_curves(jobs, keys, curves_at, line, panels) if curves_at is not None else None
+    if plots and curves:
+        p = out / "training_curves.png"
+        plot_training_curves(p, curves, title)
+        written["training_curves"] = p
+    return {"jobs": jobs, "groups": groups, "keys": keys, "markdown": md, "written": written, "curves": curves}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -734,6 +850,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None, help="title of the table and plots")
     p.add_argument("--paired", nargs="+", default=None, metavar="KEY",
                    help="also compare each value of KEY with its first value, paired by seed (e.g. --paired mp_init)")
+    p.add_argument("--curves-at", type=float, default=1.0, metavar="V_THR",
+                   help="initial V_thr of the training-curves plot (loss and val accuracy per epoch; default 1.0)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     return p
 
@@ -743,7 +861,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         res = aggregate(args.sweep, out=args.out, group_by=args.group_by, metric=args.metric, x=args.x,
                         line=args.line, panels=args.panels, plots=not args.no_plots, title=args.title,
-                        paired=args.paired)
+                        paired=args.paired, curves_at=args.curves_at)
     except AggregateError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

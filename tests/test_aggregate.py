@@ -25,9 +25,13 @@ PAPER_REF = [{"match": {"sg": "trsg", "neuron.v_threshold": 0.5}, "accuracy": 77
 
 
 def make_job(root: Path, sg: str, vthr: float, seed: int, acc: float | None, status: str = "finished",
-             drift: tuple[float, float] | None = None, paper=None) -> Path:
-    overrides = [f"sg={sg}", f"neuron.v_threshold={vthr}", f"seed={seed}", "+sweep=fig9", "+scale=smoke"]
-    job = root / ",".join(sorted(o.lstrip("+") for o in overrides[:3]))
+             drift: tuple[float, float] | None = None, paper=None, reset: str | None = None,
+             curves: list[tuple[float, float]] | None = None) -> Path:
+    """One fabricated job folder; ``reset`` adds a ``neuron.reset`` override, ``curves`` writes per-epoch
+    (train/loss_epoch, val/acc) pairs to csv/metrics.csv the way Lightning's CSVLogger does."""
+    overrides = [f"sg={sg}", f"neuron.v_threshold={vthr}", f"seed={seed}", *([f"neuron.reset={reset}"] if reset else []),
+                 "+sweep=fig9", "+scale=smoke"]
+    job = root / ",".join(sorted(o.lstrip("+") for o in overrides if not o.startswith("+")))
     (job / ".hydra").mkdir(parents=True)
     config = {"T": 2, "seed": seed, "neuron": {"v_threshold": vthr, "sg_mode": sg, "reset": "soft"},
               "study": {"name": "fig9", "scale": "smoke", "paper_reference": PAPER_REF}, "paper": paper}
@@ -42,19 +46,29 @@ def make_job(root: Path, sg: str, vthr: float, seed: int, acc: float | None, sta
         (job / "status.json").write_text(json.dumps({"status": "failed", "error": "ValueError: tau must be greater than 1"}))
     else:
         (job / "status.json").write_text(json.dumps({"status": status}))
+    rows: list[dict] = []
+    if curves is not None:  # per epoch: a step row, a stale val/acc, the real val row, then the epoch's train row
+        for e, (loss, vacc) in enumerate(curves):
+            rows += [{"epoch": e, "step": 10 * e + 4, "train/loss_step": 9.0},
+                     {"epoch": e, "step": 10 * e + 5, "val/acc": 0.01},
+                     {"epoch": e, "step": 10 * e + 9, "val/acc": vacc},
+                     {"epoch": e, "step": 10 * e + 9, "train/loss_epoch": loss}]
+        rows.append({"epoch": len(curves), "step": 10 * len(curves), "test/acc": acc})
     if drift is not None:  # test_neuron/<layer>/v_mean_t<t>: two layers, drift |v1 - vT| = drift[i]
-        (job / "csv").mkdir()
         cols = {}
         for i, d in enumerate(drift):
             cols[f"test_neuron/l{i}/v_mean_t1"] = 0.1
             cols[f"test_neuron/l{i}/v_mean_t2"] = 0.1 + d
             cols[f"test_neuron/l{i}/v_mean_active_t1"] = 0.5
             cols[f"test_neuron/l{i}/v_mean_active_t2"] = 0.5 - d / 2
+        rows += [{"epoch": 0, "step": 10, "val/acc": 0.5},  # a training-time row without them
+                 {"epoch": 3, "step": 60, **cols}]
+    if rows:
+        (job / "csv").mkdir()
         with (job / "csv" / "metrics.csv").open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["epoch", "step", "val/acc", *cols])
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             w.writeheader()
-            w.writerow({"epoch": 0, "step": 10, "val/acc": 0.5})  # a training-time row without them
-            w.writerow({"epoch": 3, "step": 60, **cols})
+            w.writerows(rows)
     return job
 
 
@@ -126,6 +140,69 @@ def test_markdown_and_plots(sweep, tmp_path):
     for name in ("accuracy_vs_v_threshold.png", "accuracy_per_timestep.png"):
         p = tmp_path / "agg" / name
         assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG"
+    # no per-epoch data in this sweep (and no job at V_thr = 1.0): no training curves, silently
+    assert res["curves"] is None and not (tmp_path / "agg" / "training_curves.png").exists()
+
+
+def fake_curve(sg: str, reset: str, seed: int) -> list[tuple[float, float]]:
+    """(train loss, val acc) for epochs 0..2."""
+    off = (0.5 if sg == "as" else 0.0) + (0.2 if reset == "hard" else 0.0)
+    return [(2.0 / (e + 1) + off + 0.1 * seed, 0.5 + 0.1 * e + 0.01 * seed - off / 10) for e in range(3)]
+
+
+def test_training_curves(tmp_path):
+    import matplotlib.image
+
+    root = tmp_path / "curves"
+    for sg in ("as", "trsg"):
+        for reset in ("soft", "hard"):
+            for vthr in (1.0, 2.0):
+                for seed in (1, 2, 3):
+                    curve = fake_curve(sg, reset, seed) if vthr == 1.0 else [(99.0, 0.0)] * 3
+                    make_job(root, sg, vthr, seed, 0.8, reset=reset, curves=None if (sg, reset, seed) == ("trsg", "hard", 3) else curve)
+    make_job(root, "as", 1.0, 4, None, status="failed", reset="soft")  # no CSV: ignored
+    res = aggregate([root], out=tmp_path / "agg")
+    data = res["curves"]
+    assert data["panels"] == ["neuron.reset"] and data["line"] == "sg"
+    assert list(data["curves"]) == [("hard",), ("soft",)]  # the panel order of the other plots
+    assert list(data["curves"][("soft",)]) == ["as", "trsg"]
+    # as, soft, epoch 1: loss 2/2 + 0.5 + 0.1*seed -> 1.6, 1.7, 1.8; val acc (last value of the epoch)
+    # 0.5 + 0.1 + 0.01*seed - 0.05 -> 56, 57, 58 %
+    loss = data["curves"][("soft",)]["as"]["train/loss_epoch"]
+    assert [e for e, *_ in loss] == [0, 1, 2]
+    e, m, sd, n = loss[1]
+    assert (e, n) == (1, 3) and m == pytest.approx(1.7) and sd == pytest.approx(statistics.stdev([1.6, 1.7, 1.8]))
+    e, m, sd, n = data["curves"][("soft",)]["as"]["val/acc"][1]
+    assert m == pytest.approx(57.0) and sd == pytest.approx(1.0) and n == 3
+    # trsg, hard: seed 3 wrote no CSV -> mean over seeds 1 and 2 only; epoch 0 loss 2 + 0.2 + 0.1*seed
+    e, m, sd, n = data["curves"][("hard",)]["trsg"]["train/loss_epoch"][0]
+    assert n == 2 and m == pytest.approx(2.35)
+    p = tmp_path / "agg" / "training_curves.png"
+    assert res["written"]["training_curves"] == p and p.read_bytes()[:4] == b"\x89PNG"
+    assert matplotlib.image.imread(p).shape[1] > matplotlib.image.imread(p).shape[0]  # one column per panel
+
+    import matplotlib.pyplot as plt
+    from snn_lightning.aggregate import plot_training_curves
+    captured = {}
+    orig = plt.Figure.savefig
+    try:
+        plt.Figure.savefig = lambda self, *a, **k: (captured.setdefault("fig", self), orig(self, *a, **k))
+        plot_training_curves(tmp_path / "again.png", data, "t")
+    finally:
+        plt.Figure.savefig = orig
+    axes = captured["fig"].axes
+    assert len(axes) == 4  # 2 panels (reset) x 2 rows (loss, val acc)
+    assert [ax.get_title() for ax in axes[:2]] == ["neuron.reset=hard", "neuron.reset=soft"]
+    ys = axes[1].lines[0].get_ydata()  # soft panel, loss row, first line (as)
+    assert list(ys) == pytest.approx([2.0 + 0.5 + 0.2, 1.7, 2.0 / 3 + 0.5 + 0.2])
+
+    # another V_thr through the CLI; a sweep without V_thr: skipped
+    main([str(root), "--out", str(tmp_path / "cli"), "--curves-at", "2.0"])
+    res2 = aggregate([root], out=tmp_path / "agg2", curves_at=2.0, plots=False)
+    assert res2["curves"]["curves"][("soft",)]["as"]["train/loss_epoch"][0][1] == pytest.approx(99.0)
+    assert (tmp_path / "cli" / "training_curves.png").is_file()
+    res3 = aggregate([root], out=tmp_path / "agg3", group_by=["sg", "neuron.reset"])
+    assert res3["curves"] is None and "training_curves" not in res3["written"]
 
 
 def test_paired_by_seed(sweep, tmp_path):
