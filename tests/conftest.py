@@ -20,3 +20,30 @@ def _small_thread_count():
 
     torch.set_num_threads(2)
     yield
+
+
+def assert_one_line(err: BaseException) -> str:
+    """The message of ``err``, asserted to be one non-empty line."""
+    msg = str(err)
+    assert "\n" not in msg and msg.strip() == msg and msg, repr(msg)
+    return msg
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Fail the test if torchvision or tonic tries to fetch anything."""
+    import urllib.request
+
+    import tonic.dataset
+    import tonic.datasets.cifar10dvs
+    import torchvision.datasets.cifar
+    import torchvision.datasets.utils
+
+    def boom(*args, **kwargs):
+        pytest.fail(f"a download was attempted: {args!r}")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", boom)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", boom)
+    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", boom)
+    monkeypatch.setattr(tonic.datasets.cifar10dvs, "extract_archive", boom)
+    monkeypatch.setattr(urllib.request, "urlopen", boom)

@@ -18,6 +18,7 @@ try:
 except ImportError:  # tests/ is on sys.path (pytest rootdir-less import)
     import fakedata
 
+from conftest import assert_one_line
 from snn_lightning.data import (
     DATAMODULES,
     CIFAR10DataModule,
@@ -33,32 +34,6 @@ from snn_lightning.data import (
 # reference-notes 5.1 (written out here so a wrong constant in the package fails the tests)
 CIFAR10_MEAN, CIFAR10_STD = (0.4913, 0.4821, 0.4465), (0.2470, 0.2434, 0.2615)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2673, 0.2564, 0.2762)
-
-
-def assert_one_line(err: BaseException) -> str:
-    msg = str(err)
-    assert "\n" not in msg and msg.strip() == msg and msg, repr(msg)
-    return msg
-
-
-@pytest.fixture
-def no_download(monkeypatch):
-    """Fail the test if torchvision or tonic tries to fetch anything."""
-    import urllib.request
-
-    import tonic.dataset
-    import tonic.datasets.cifar10dvs
-    import torchvision.datasets.cifar
-    import torchvision.datasets.utils
-
-    def boom(*args, **kwargs):
-        pytest.fail(f"a download was attempted: {args!r}")
-
-    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", boom)
-    monkeypatch.setattr(torchvision.datasets.utils, "download_url", boom)
-    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", boom)
-    monkeypatch.setattr(tonic.datasets.cifar10dvs, "extract_archive", boom)
-    monkeypatch.setattr(urllib.request, "urlopen", boom)
 
 
 # ================================================================================================

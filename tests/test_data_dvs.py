@@ -14,30 +14,9 @@ try:
 except ImportError:  # tests/ is on sys.path (pytest rootdir-less import)
     import fakedata
 
+from conftest import assert_one_line
 from snn_lightning.data import CIFAR10DVSDataModule, DatasetNotFoundError, EventFileError, build_datamodule
 from snn_lightning.data.cifar10_dvs import events_to_frames, resize_frames
-
-
-def assert_one_line(err: BaseException) -> str:
-    msg = str(err)
-    assert "\n" not in msg and msg.strip() == msg and msg, repr(msg)
-    return msg
-
-
-@pytest.fixture
-def no_download(monkeypatch):
-    """Fail the test if tonic tries to fetch or extract anything."""
-    import urllib.request
-
-    import tonic.dataset
-    import tonic.datasets.cifar10dvs
-
-    def boom(*args, **kwargs):
-        pytest.fail(f"a download was attempted: {args!r}")
-
-    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", boom)
-    monkeypatch.setattr(tonic.datasets.cifar10dvs, "extract_archive", boom)
-    monkeypatch.setattr(urllib.request, "urlopen", boom)
 
 
 @pytest.fixture(scope="module")

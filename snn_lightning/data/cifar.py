@@ -49,23 +49,13 @@ class _CIFARDataModule(BaseDataModule):
 
     def __init__(
         self,
-        root: str | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        T: int = 1,
-        seed: int = 0,
-        download: bool = False,
         val_fraction: float = 0.0,
         verify_md5: bool = True,
         augment: bool = True,
         **kwargs,
     ):
-        super().__init__(
-            root=root, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, T=T, seed=seed, download=download, **kwargs,
-        )
+        # the common loader keywords (root, batch_size, workers, seed, ...) are BaseDataModule's
+        super().__init__(**kwargs)
         self.val_fraction = check_fraction("val_fraction", val_fraction)
         self.verify_md5 = bool(verify_md5)
         self.augment = bool(augment)

@@ -210,14 +210,7 @@ class CIFAR10DVSDataModule(BaseDataModule):
 
     def __init__(
         self,
-        root: str | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
         T: int = 10,
-        seed: int = 0,
-        download: bool = False,
         image_size: int = 48,
         slicing: str = "event_count",
         split: str = "ratio",
@@ -228,10 +221,8 @@ class CIFAR10DVSDataModule(BaseDataModule):
         augment: bool = True,
         **kwargs,
     ):
-        super().__init__(
-            root=root, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, T=T, seed=seed, download=download, **kwargs,
-        )
+        # the common loader keywords (root, batch_size, workers, seed, ...) are BaseDataModule's
+        super().__init__(T=T, **kwargs)
         self.image_size = check_int("image_size", image_size, 1)
         self.input_size = self.image_size
         self.slicing = check_choice("slicing", slicing, SLICINGS)

@@ -50,26 +50,14 @@ class ImageNetDataModule(BaseDataModule):
 
     def __init__(
         self,
-        root: str | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        T: int = 1,
-        seed: int = 0,
-        download: bool = False,
         image_size: int = 224,
-        prefetch_factor: int | None = None,
         num_classes: int | None = None,
         normalize_on_device: bool = False,
         channels_last: bool = False,
         **kwargs,
     ):
-        super().__init__(
-            root=root, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, T=T, seed=seed, download=download,
-            prefetch_factor=prefetch_factor, **kwargs,
-        )
+        # the common loader keywords (root, batch_size, workers, seed, ...) are BaseDataModule's
+        super().__init__(**kwargs)
         self.image_size = check_int("image_size", image_size, 1)
         self.input_size = self.image_size
         self.resize_size = max(self.image_size, int(round(self.image_size * 256 / 224)))
