@@ -120,7 +120,7 @@ def run_analysis(module, loader, *, device="cpu", hist_layers="auto", limit_batc
     """
     import torch
 
-    from .callbacks.stats import NeuronRecorder, PredictionRecorder, drift, find_neuron_layers, overall_firing_rate, pick_layers
+    from .monitor import NeuronRecorder, PredictionRecorder, drift, find_neuron_layers, overall_firing_rate, pick_layers
     from .module import to_time_major
 
     layers = find_neuron_layers(module)

@@ -4,7 +4,7 @@ Why the object-oriented API (``Figure`` + Agg canvas) rather than pyplot: no glo
 registry to leak memory across a long training run or a sweep, no backend switch imposed on the
 caller's notebook, and safe in worker threads. :func:`save_figure` writes a PNG.
 
-Inputs are plain Python data (lists, dicts) as produced by ``snn_lightning.callbacks.stats`` and
+Inputs are plain Python data (lists, dicts) as produced by ``snn_lightning.monitor`` and
 stored in ``<run>/figures/data/*.json`` / ``snn-analyze``'s ``summary.json``, so sweeps can redraw
 or combine them without a model.
 """

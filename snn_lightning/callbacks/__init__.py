@@ -7,7 +7,7 @@ kept between steps. See ``conf/callbacks/default.yaml`` for the defaults.
 from .figures import FigureCallback
 from .neuron_stats import NeuronStatsCallback
 from .predictions import TimestepPredictionCallback
-from .stats import (
+from ..monitor import (
     NeuronRecorder,
     PredictionRecorder,
     batch_histogram,

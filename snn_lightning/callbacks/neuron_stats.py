@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import lightning.pytorch as pl
 
 from ._logging import log_histograms, log_scalars
-from .stats import NeuronRecorder, find_neuron_layers, neuron_metrics, pick_layers
+from ..monitor import NeuronRecorder, find_neuron_layers, neuron_metrics, pick_layers
 
 STAGE_PREFIX = {"train": "neuron", "val": "val_neuron", "test": "test_neuron"}
 

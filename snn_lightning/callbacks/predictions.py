@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import torch
 
 from ._logging import log_scalars
-from .stats import PredictionRecorder
+from ..monitor import PredictionRecorder
 
 
 class TimestepPredictionCallback(pl.Callback):

@@ -1,4 +1,4 @@
-"""Reductions behind the observability callbacks and ``snn-analyze`` (plain PyTorch, no Lightning).
+"""Monitors of a spiking network: reductions behind the observability callbacks and `snn-analyze` (plain PyTorch).
 
 Why reduce inside the neuron's monitor: the pre-fire membrane M[1..T] of every layer is as large as
 the activations themselves. :class:`NeuronRecorder` turns each call into a few per-timestep sums
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..neurons import LIF
+from .neurons import LIF
 
 # rows of one layer's accumulator (each a length-T vector)
 SUM_ALL, SQ_ALL, SUM_ACT, SQ_ACT, SPIKES, N_ALL, N_ACT = range(7)
