@@ -26,6 +26,7 @@ sample (direct encoding, ``models.base.Stem``); its MACs are booked at the first
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -104,31 +105,79 @@ def conv_macs_per_item(conv: nn.Module, out: torch.Tensor) -> int:
     return out[0].numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
 
 
-class _Counter:
-    """Forward hooks that tag spike tensors by provenance and book each conv/linear's operations."""
+class OperationCounter:
+    """Counts the operations of every forward of ``model`` while attached (hooks; nothing is re-run).
 
-    def __init__(self, model: nn.Module, T: int, B: int):
-        self.T, self.B = T, B
-        self.per_layer: dict[str, list[float]] = {}
-        self.per_t = torch.zeros(T, 2, dtype=torch.float64)
-        self._spikes: dict[int, torch.Tensor] = {}  # storage address -> tensor (kept alive so no address is reused)
-        self._handles = []
+    ``with OperationCounter(net) as counter: net(x)`` (any number of forwards), then ``counter.result()``
+    gives the per-sample averages over every sample seen. Counts accumulate on the model's device (no
+    host sync per layer); spike tensors are recognised by the storage they live in, through weak
+    references, so nothing is kept alive longer than the forward keeps it.
+    """
+
+    def __init__(self, model: nn.Module):
+        T = getattr(model, "T", None)
+        if not isinstance(T, int) or isinstance(T, bool):
+            raise ValueError(f"operation counting needs a spiking network with an int attribute T, got {type(model).__name__}")
+        self.model, self.T = model, T
+        self.B = 0
+        self.samples = 0
+        self._per_layer: dict[str, torch.Tensor] = {}  # name -> [ac, mac] summed over samples
+        self._per_t: torch.Tensor | None = None  # [T, 2]
+        self._spikes: dict[int, weakref.ref] = {}  # storage address -> the spike tensor living there
         self._pending: dict[int, torch.Tensor] = {}
-        for name, m in model.named_modules():
+        self._handles: list = []
+
+    def __enter__(self) -> "OperationCounter":
+        self.attach()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    def attach(self) -> None:
+        if self._handles:
+            return
+        self._handles.append(self.model.register_forward_pre_hook(self._start))
+        self._handles.append(self.model.register_forward_hook(lambda mod, inp, out: self._spikes.clear()))
+        for name, m in self.model.named_modules():
             self._install(name, m)
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._spikes.clear()
+        self._pending.clear()
+
+    def reset(self) -> None:
+        self.samples = 0
+        self._per_layer.clear()
+        self._per_t = None
+
+    def _start(self, model, args) -> None:
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise ValueError("inputs must be a batch tensor: a static [B, C, ...] batch or frames [T, B, C, ...]")
+        # the models' contract (models.base.SpikingNetwork): 5-D inputs are time-major frames
+        self.B = int(x.shape[1] if x.dim() == 5 else x.shape[0])
+        self.samples += self.B
+        self._spikes.clear()
 
     # -- provenance ------------------------------------------------------------------------
     def is_spike(self, x) -> bool:
-        return isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() in self._spikes
+        if not isinstance(x, torch.Tensor):
+            return False
+        ref = self._spikes.get(x.untyped_storage().data_ptr())
+        return ref is not None and ref() is not None  # a dead reference: the address now holds something else
 
     def mark(self, x: torch.Tensor) -> None:
-        self._spikes[x.untyped_storage().data_ptr()] = x
+        self._spikes[x.untyped_storage().data_ptr()] = weakref.ref(x)
 
     def _install(self, name: str, m: nn.Module) -> None:
         from .models.resnet import BasicBlock, SEWBlock  # models import neurons; keep this module's import light
 
         hook = self._handles.append
-        if isinstance(m, LIF) or isinstance(m, SEWBlock):
+        if isinstance(m, (LIF, SEWBlock)):
             # a SEW block's output is a sum of spike trains (neuron before the addition)
             hook(m.register_forward_hook(lambda mod, inp, out: self.mark(out)))
         elif isinstance(m, _SPIKE_PRESERVING):
@@ -147,13 +196,17 @@ class _Counter:
     # -- booking ---------------------------------------------------------------------------
     def _book(self, name: str, kind: int, per_item: torch.Tensor, n_items: int) -> None:
         """Add per-item counts (``per_item`` of length ``n_items``: T·B items over time, or B static ones)."""
-        per_item = per_item.to(torch.float64).cpu()
-        row = self.per_layer.setdefault(name, [0.0, 0.0])
-        row[kind] += float(per_item.sum())
+        per_item = per_item.to(torch.float64)
+        if self._per_t is None:
+            self._per_t = torch.zeros(self.T, 2, dtype=torch.float64, device=per_item.device)
+        row = self._per_layer.get(name)
+        if row is None:
+            row = self._per_layer[name] = torch.zeros(2, dtype=torch.float64, device=per_item.device)
+        row[kind] += per_item.sum()
         if n_items == self.T * self.B:
-            self.per_t[:, kind] += per_item.reshape(self.T, self.B).sum(dim=1)
+            self._per_t[:, kind] += per_item.reshape(self.T, self.B).sum(dim=1)
         elif n_items == self.B:  # computed once per sample (a static stem): booked at the first timestep
-            self.per_t[0, kind] += per_item.sum()
+            self._per_t[0, kind] += per_item.sum()
         else:
             raise RuntimeError(f"{name}: {n_items} items is neither T·B = {self.T * self.B} nor B = {self.B}")
 
@@ -162,16 +215,17 @@ class _Counter:
         if self.is_spike(x):
             self._book(name, 0, conv_accumulates(conv, x), n)
         else:
-            self._book(name, 1, torch.full((n,), float(conv_macs_per_item(conv, out)), dtype=torch.float64), n)
+            self._book(name, 1, torch.full((n,), float(conv_macs_per_item(conv, out)), dtype=torch.float64, device=x.device), n)
 
     def _linear(self, name, lin, x, out) -> None:
         rows = x.reshape(-1, x.shape[-1])
         n = self.T * self.B if rows.shape[0] == self.T * self.B else rows.shape[0]
-        if self.is_spike(x):
+        spike = self.is_spike(x)
+        if spike:
             per_row = (rows != 0).sum(dim=1).to(torch.float64) * lin.out_features
         else:
-            per_row = torch.full((rows.shape[0],), float(lin.in_features * lin.out_features), dtype=torch.float64)
-        self._book(name, 0 if self.is_spike(x) else 1, per_row.reshape(n, -1).sum(dim=1), n)
+            per_row = torch.full((rows.shape[0],), float(lin.in_features * lin.out_features), dtype=torch.float64, device=x.device)
+        self._book(name, 0 if spike else 1, per_row.reshape(n, -1).sum(dim=1), n)
 
     def _shortcut(self, block_name: str, identity: torch.Tensor) -> None:
         if not self.is_spike(identity):
@@ -179,21 +233,21 @@ class _Counter:
         per_item = (identity.flatten(2) != 0).sum(dim=2).to(torch.float64).reshape(-1)
         self._book(f"{block_name}.shortcut_add" if block_name else "shortcut_add", 0, per_item, per_item.numel())
 
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._spikes.clear()
-        self._pending.clear()
-
-
-def _batch_size(model: nn.Module, inputs: torch.Tensor) -> tuple[int, int]:
-    T = getattr(model, "T", None)
-    if not isinstance(T, int):
-        raise ValueError(f"count_operations needs a spiking network with an int attribute T, got {type(model).__name__}")
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2:
-        raise ValueError("inputs must be a batch tensor: a static [B, C, ...] batch or frames [T, B, C, ...]")
-    # the models' contract (models.base.SpikingNetwork): 5-D inputs are time-major frames
-    return T, int(inputs.shape[1] if inputs.dim() == 5 else inputs.shape[0])
+    # -- results ---------------------------------------------------------------------------
+    def result(self) -> OperationCounts:
+        """Per-sample averages over every sample counted since the last ``reset()`` (one host copy)."""
+        if not self.samples or self._per_t is None:
+            return OperationCounts(ac=0.0, mac=0.0, per_layer={}, per_timestep=[{"ac": 0.0, "mac": 0.0} for _ in range(self.T)])
+        names = list(self._per_layer)
+        table = (torch.stack([self._per_layer[n] for n in names]) / self.samples).cpu().tolist()
+        per_layer = {n: {"ac": ac, "mac": mac} for n, (ac, mac) in zip(names, table)}
+        per_t = (self._per_t / self.samples).cpu().tolist()
+        return OperationCounts(
+            ac=sum(v["ac"] for v in per_layer.values()),
+            mac=sum(v["mac"] for v in per_layer.values()),
+            per_layer=per_layer,
+            per_timestep=[{"ac": ac, "mac": mac} for ac, mac in per_t],
+        )
 
 
 @torch.no_grad()
@@ -206,23 +260,15 @@ def count_operations(model: nn.Module, inputs: torch.Tensor) -> OperationCounts:
     :class:`OperationCounts`: totals, ``per_layer`` (the conv/linear's qualified name → ``{"ac", "mac"}``,
     plus ``<block>.shortcut_add`` for identity shortcuts) and ``per_timestep`` (T dicts).
     """
-    T, B = _batch_size(model, inputs)
     was_training = model.training
-    counter = _Counter(model, T, B)
+    counter = OperationCounter(model)
     try:
         model.eval()
-        model(inputs)
+        with counter:
+            model(inputs)
     finally:
-        counter.remove()
         model.train(was_training)
-    per_layer = {name: {"ac": ac / B, "mac": mac / B} for name, (ac, mac) in counter.per_layer.items()}
-    per_t = (counter.per_t / B).tolist()
-    return OperationCounts(
-        ac=sum(v["ac"] for v in per_layer.values()),
-        mac=sum(v["mac"] for v in per_layer.values()),
-        per_layer=per_layer,
-        per_timestep=[{"ac": ac, "mac": mac} for ac, mac in per_t],
-    )
+    return counter.result()
 
 
-__all__ = ["E_AC_PJ", "E_MAC_PJ", "OperationCounts", "conv_accumulates", "conv_macs_per_item", "count_operations", "energy_pj"]
+__all__ = ["E_AC_PJ", "E_MAC_PJ", "OperationCounter", "OperationCounts", "conv_accumulates", "conv_macs_per_item", "count_operations", "energy_pj"]

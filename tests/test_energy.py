@@ -233,3 +233,22 @@ def test_energy_pj_and_its_validation():
 def test_count_operations_rejects_a_model_without_T():
     with pytest.raises(ValueError, match="attribute T"):
         count_operations(nn.Linear(2, 2), torch.zeros(1, 2))
+
+
+def test_counter_averages_over_forwards_and_releases_its_hooks():
+    torch.manual_seed(0)
+    net = create_model("small_cnn", num_classes=3, in_channels=1, T=2, channels=4).eval()
+    xs = [torch.randn(3, 1, 8, 8) * 3, torch.randn(5, 1, 8, 8) * 3]
+    singles = [count_operations(net, x) for x in xs]
+    from snn_lightning.energy import OperationCounter
+
+    with torch.no_grad(), OperationCounter(net) as counter:
+        for x in xs:
+            net(x)
+    both = counter.result()
+    assert counter.samples == 8
+    assert both.ac == pytest.approx((3 * singles[0].ac + 5 * singles[1].ac) / 8)
+    assert both.mac == singles[0].mac
+    assert not net._forward_hooks and not net.stem.lif._forward_hooks
+    counter.reset()
+    assert counter.result().ac == 0.0
