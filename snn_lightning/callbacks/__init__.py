@@ -6,7 +6,9 @@ kept between steps. See ``conf/callbacks/default.yaml`` for the defaults.
 """
 from .figures import FigureCallback
 from .neuron_stats import NeuronStatsCallback
+from .operations import OperationCountCallback
 from .predictions import TimestepPredictionCallback
+from .telemetry import GradientTelemetryCallback
 from ..monitor import (
     NeuronRecorder,
     PredictionRecorder,
@@ -23,8 +25,10 @@ from ..monitor import (
 
 __all__ = [
     "FigureCallback",
+    "GradientTelemetryCallback",
     "NeuronRecorder",
     "NeuronStatsCallback",
+    "OperationCountCallback",
     "PredictionRecorder",
     "TimestepPredictionCallback",
     "batch_histogram",
