@@ -64,9 +64,14 @@ class OperationCounts:
     mac: float
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
     per_timestep: list[dict[str, float]] = field(default_factory=list)
+    # neuron layer name -> share of non-zero outputs over neurons, timesteps and samples
+    firing_rates: dict[str, float] = field(default_factory=dict)
+    # over every neuron of every layer (layers weighted by their size)
+    mean_firing_rate: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"ac": self.ac, "mac": self.mac, "per_layer": self.per_layer, "per_timestep": self.per_timestep}
+        return {"ac": self.ac, "mac": self.mac, "per_layer": self.per_layer, "per_timestep": self.per_timestep,
+                "firing_rates": self.firing_rates, "mean_firing_rate": self.mean_firing_rate}
 
 
 def energy_pj(counts, e_ac: float = E_AC_PJ, e_mac: float = E_MAC_PJ) -> float:
@@ -123,6 +128,7 @@ class OperationCounter:
         self.samples = 0
         self._per_layer: dict[str, torch.Tensor] = {}  # name -> [ac, mac] summed over samples
         self._per_t: torch.Tensor | None = None  # [T, 2]
+        self._fired: dict[str, torch.Tensor] = {}  # neuron layer -> [non-zero outputs, outputs]
         self._spikes: dict[int, weakref.ref] = {}  # storage address -> the spike tensor living there
         self._pending: dict[int, torch.Tensor] = {}
         self._handles: list = []
@@ -153,6 +159,7 @@ class OperationCounter:
         self.samples = 0
         self._per_layer.clear()
         self._per_t = None
+        self._fired.clear()
 
     def _start(self, model, args) -> None:
         x = args[0]
@@ -177,6 +184,8 @@ class OperationCounter:
         from .models.resnet import BasicBlock, SEWBlock  # models import neurons; keep this module's import light
 
         hook = self._handles.append
+        if isinstance(m, LIF):
+            hook(m.register_forward_hook(lambda mod, inp, out, name=name: self._spiked(name, out)))
         if isinstance(m, (LIF, SEWBlock)):
             # a SEW block's output is a sum of spike trains (neuron before the addition)
             hook(m.register_forward_hook(lambda mod, inp, out: self.mark(out)))
@@ -194,6 +203,13 @@ class OperationCounter:
             hook(m.register_forward_hook(lambda mod, inp, out, name=name: self._shortcut(name, self._pending.pop(id(mod), inp[0]))))
 
     # -- booking ---------------------------------------------------------------------------
+    def _spiked(self, name: str, out: torch.Tensor) -> None:
+        row = self._fired.get(name)
+        if row is None:
+            row = self._fired[name] = torch.zeros(2, dtype=torch.float64, device=out.device)
+        row[0] += (out != 0).sum()
+        row[1] += out.numel()
+
     def _book(self, name: str, kind: int, per_item: torch.Tensor, n_items: int) -> None:
         """Add per-item counts (``per_item`` of length ``n_items``: T·B items over time, or B static ones)."""
         per_item = per_item.to(torch.float64)
@@ -242,11 +258,15 @@ class OperationCounter:
         table = (torch.stack([self._per_layer[n] for n in names]) / self.samples).cpu().tolist()
         per_layer = {n: {"ac": ac, "mac": mac} for n, (ac, mac) in zip(names, table)}
         per_t = (self._per_t / self.samples).cpu().tolist()
+        fired = {n: v.cpu().tolist() for n, v in self._fired.items()}
+        total = sum(n for _, n in fired.values())
         return OperationCounts(
             ac=sum(v["ac"] for v in per_layer.values()),
             mac=sum(v["mac"] for v in per_layer.values()),
             per_layer=per_layer,
             per_timestep=[{"ac": ac, "mac": mac} for ac, mac in per_t],
+            firing_rates={n: k / max(n_out, 1.0) for n, (k, n_out) in fired.items()},
+            mean_firing_rate=sum(k for k, _ in fired.values()) / max(total, 1.0),
         )
 
 
@@ -258,7 +278,8 @@ def count_operations(model: nn.Module, inputs: torch.Tensor) -> OperationCounts:
     ``[T, B, C, H, W]``); the counts are averaged over its B samples. The model runs in eval mode
     (restored afterwards): MP-Init statistics are not updated and dropout is off. Returns an
     :class:`OperationCounts`: totals, ``per_layer`` (the conv/linear's qualified name → ``{"ac", "mac"}``,
-    plus ``<block>.shortcut_add`` for identity shortcuts) and ``per_timestep`` (T dicts).
+    plus ``<block>.shortcut_add`` for identity shortcuts), ``per_timestep`` (T dicts) and the firing
+    rates that produced them (per neuron layer, and the mean over all neurons).
     """
     was_training = model.training
     counter = OperationCounter(model)

@@ -28,6 +28,7 @@ def _draw(ax, ys: Sequence[float], log: bool, **kw) -> None:
     t = list(range(1, len(ys) + 1))
     vals = [v if (not log or v > 0) and math.isfinite(v) else float("nan") for v in ys]
     ax.plot(t, vals, marker="o", ms=3, **kw)
+    ax.set_xticks(t)
     if log and any(v > 0 for v in vals if math.isfinite(v)):
         ax.set_yscale("log")
 

@@ -58,6 +58,7 @@ def test_operation_counts_are_logged_per_evaluation_epoch(tmp_path):
     mac = sum(c.mac for c in counts) / len(counts)
     assert res["test/ops_ac"] == pytest.approx(ac) and res["test/ops_mac"] == pytest.approx(mac)
     assert res["test/energy_uj"] == pytest.approx(energy_pj({"ac": ac, "mac": mac}) * 1e-6)
+    assert res["test/fr_mean"] == pytest.approx(sum(c.mean_firing_rate for c in counts) / len(counts))
     logged = {k for _, m in mem.rows for k in m}
     assert {"val/ops_ac", "val/ops_mac", "val/energy_uj"} <= logged
     assert ops.last["test"].per_layer.keys() == counts[0].per_layer.keys()

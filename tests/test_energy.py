@@ -252,3 +252,15 @@ def test_counter_averages_over_forwards_and_releases_its_hooks():
     assert not net._forward_hooks and not net.stem.lif._forward_hooks
     counter.reset()
     assert counter.result().ac == 0.0
+
+
+def test_firing_rates_count_non_zero_outputs():
+    net = _HandNet()
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 0, 0] = 10.0
+    x[0, 0, 1, 1] = 10.0
+    counts = count_operations(net, x)
+    assert counts.firing_rates["lif1"] == 2 / 9  # the image mask, at both timesteps
+    fr2 = float((net.s2 != 0).double().mean())
+    assert counts.firing_rates["lif2"] == pytest.approx(fr2)
+    assert counts.mean_firing_rate == pytest.approx((2 * 2 + fr2 * 36) / (18 + 36))

@@ -1,4 +1,4 @@
-"""Operation and energy counts of every evaluation epoch: ``val/ops_ac``, ``val/ops_mac``, ``val/energy_uj`` (and ``test/…``)."""
+"""Operation and energy counts of every evaluation epoch: ``val/ops_ac``, ``val/ops_mac``, ``val/energy_uj``, ``val/fr_mean`` (and ``test/…``)."""
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -9,7 +9,8 @@ from ..energy import E_AC_PJ, E_MAC_PJ, OperationCounter, energy_pj
 class OperationCountCallback(pl.Callback):
     """Counts AC and MAC operations per sample (``snn_lightning.energy``) on the module's own evaluation
     forwards — no extra forward — and logs ``<stage>/ops_ac``, ``<stage>/ops_mac`` and
-    ``<stage>/energy_uj`` (µJ per sample at ``e_ac``/``e_mac`` pJ) at the end of each validation / test epoch.
+    ``<stage>/energy_uj`` (µJ per sample at ``e_ac``/``e_mac`` pJ) at the end of each validation / test epoch,
+    with ``<stage>/fr_mean``, the firing rate over every neuron that produced them (Fig. 8's x-axis).
 
     Logged through ``pl_module.log``, so the numbers reach every logger and the run's final metrics
     (``metrics.json``, which ``snn-aggregate`` reads). Counted over the first ``max_batches`` batches of
@@ -53,7 +54,8 @@ class OperationCountCallback(pl.Callback):
         if not counts.per_layer:
             return
         self.last[stage] = counts
-        values = {"ops_ac": counts.ac, "ops_mac": counts.mac, "energy_uj": energy_pj(counts, self.e_ac, self.e_mac) * 1e-6}
+        values = {"ops_ac": counts.ac, "ops_mac": counts.mac, "energy_uj": energy_pj(counts, self.e_ac, self.e_mac) * 1e-6,
+                  "fr_mean": counts.mean_firing_rate}
         for key, value in values.items():
             pl_module.log(f"{stage}/{key}", float(value), on_epoch=True, sync_dist=True)
 
