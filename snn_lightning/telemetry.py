@@ -189,6 +189,34 @@ class GradientRecorder:
         return out
 
 
+def gradient_pass(net, batches, loss_fn, layers=None) -> dict[str, dict]:
+    """Telemetry of a trained network: forward and backward on ``batches`` (``(x, y)`` pairs, time-major
+    x as the network takes it) in eval mode — BatchNorm and MP-Init statistics fixed, no optimizer step —
+    with ``loss_fn(logits, y)``. The parameters' ``.grad`` are left as they were found. Returns the
+    :meth:`GradientRecorder.summary`, with the parameter gradients summed over the batches."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    saved = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    was_training = net.training
+    rec = GradientRecorder(layers if layers is not None else net.neuron_layers())
+    rec.attach()
+    try:
+        net.eval()
+        with torch.enable_grad():
+            for x, y in batches:
+                loss_fn(net(x), y).backward()
+        rec.record_parameters()
+    finally:
+        rec.detach()
+        net.train(was_training)
+        for p, g in zip(params, saved):
+            p.grad = g
+    if rec.backward_calls == 0:
+        raise ValueError("gradient_pass got no batch (or no input that requires a gradient)")
+    return rec.summary()
+
+
 def gradient_metrics(summary: dict[str, dict]) -> dict[str, float]:
     """Flat metric dict: ``neuron/<layer>/window_t<t>``, ``grad/<layer>/{m_norm,u_norm}_t<t>`` and
     ``grad/<layer>/{v_threshold,v_threshold_rel,tau,tau_rel}`` (frozen parameters left out)."""
@@ -205,4 +233,4 @@ def gradient_metrics(summary: dict[str, dict]) -> dict[str, float]:
     return out
 
 
-__all__ = ["GradientRecorder", "gradient_metrics", "grad_sq_sums", "parameter_gradients", "window_occupancy_sums"]
+__all__ = ["GradientRecorder", "gradient_metrics", "gradient_pass", "grad_sq_sums", "parameter_gradients", "window_occupancy_sums"]

@@ -180,3 +180,20 @@ def test_other_backends_give_the_reference_telemetry():
     for key in ("window", "m_norm", "u_norm"):
         assert results[1][key] == pytest.approx(results[0][key], rel=1e-5)
     assert results[1]["v_threshold"] == pytest.approx(results[0]["v_threshold"], rel=1e-5)
+
+
+def test_gradient_pass_leaves_grads_and_mode_alone():
+    from snn_lightning.models import create_model
+    from snn_lightning.telemetry import gradient_pass
+
+    torch.manual_seed(0)
+    net = create_model("small_cnn", num_classes=3, in_channels=1, T=2, channels=2, neuron={"backend": "torch", "surrogate": "sigmoid"}).train()
+    w = net.head[2].weight
+    w.grad = torch.ones_like(w)
+    before = net.stem.lif.mp_init_mean.clone()
+    x, y = torch.randn(4, 1, 6, 6) * 3, torch.tensor([0, 1, 2, 0])
+    summary = gradient_pass(net, [(x, y)], lambda logits, t: torch.nn.functional.cross_entropy(logits.mean(0), t))
+    assert set(summary) == {"stem.lif", "body.0.lif"}
+    assert len(summary["stem.lif"]["m_norm"]) == 2 and summary["stem.lif"]["m_norm"][0] > 0
+    assert torch.equal(w.grad, torch.ones_like(w)) and net.stem.lif.raw_threshold.grad is None
+    assert net.training and torch.equal(net.stem.lif.mp_init_mean, before)
