@@ -6,9 +6,9 @@
 Training: plain steps (forward, backward, SGD step) alternate with recorded steps, where a
 ``GradientRecorder`` is attached around the same step and its summary is turned into metrics (what
 the telemetry callback does on a recording step). The overhead at a recording frequency of one step in
-E is (median recorded − median plain) / (E · median plain). Evaluation: ``count_operations`` on one
-batch against one evaluation forward of the same batch (the operation-count callback runs it on the
-first batch of each evaluation epoch).
+E is (median recorded − median plain) / (E · median plain). Evaluation: an evaluation forward with an
+``OperationCounter`` attached (what ``OperationCountCallback`` does to every evaluation batch) against
+the same forward without.
 
 CPU runs use the process's CPU time by default (``--clock cpu``), which other jobs disturb much less
 than wall time.
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from snn_lightning.energy import count_operations
+from snn_lightning.energy import OperationCounter
 from snn_lightning.models import create_model
 from snn_lightning.telemetry import GradientRecorder, gradient_metrics
 
@@ -82,7 +82,9 @@ def bench(name: str, steps: int, every: int, device: str, clock) -> dict:
             _sync(device)
             ev.append(clock() - t0)
             t0 = clock()
-            count_operations(net, x)
+            with OperationCounter(net) as counter:  # what OperationCountCallback adds to an evaluation batch
+                net(x)
+            counter.result()
             _sync(device)
             cnt.append(clock() - t0)
     net.train()
@@ -103,7 +105,7 @@ def main():
         torch.set_num_threads(1)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"device={args.device} clock={args.clock} every_n_steps={args.every}")
-    print("| model | plain step (ms) | recorded step (ms) | recorded/plain | overhead at every_n_steps | eval forward (ms) | count_operations (ms) | count/forward |")
+    print("| model | plain step (ms) | recorded step (ms) | recorded/plain | overhead at every_n_steps | eval forward (ms) | counted eval forward (ms) | counted/plain |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
         r = bench(name, args.steps, args.every, args.device, clock)

@@ -97,9 +97,10 @@ def conv_accumulates(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     times ``out_channels / groups``. ``conv._conv_forward`` applies the module's own padding mode.
     """
     g = conv.groups
-    # float32 counts taps exactly (at most C_in·prod(kernel) per position); autocast would round them
+    # float32 counts taps exactly (at most C_in·prod(kernel) ≪ 2^24 per position; the sum is float64);
+    # autocast would round them to half precision
     with torch.autocast(device_type=x.device.type, enabled=False):
-        mask = (x != 0).to(torch.float64 if x.device.type == "cpu" else torch.float32)
+        mask = (x != 0).to(torch.float32)
         ones = mask.new_ones(g, conv.in_channels // g, *conv.kernel_size)
         taps = conv._conv_forward(mask, ones, None)  # [N, g, *out]
     return taps.flatten(1).sum(dim=1, dtype=torch.float64) * (conv.out_channels // g)
