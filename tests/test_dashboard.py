@@ -122,3 +122,21 @@ def test_cli_bad_input_is_one_line(args, message, capsys):
     code, captured = _cli(args, capsys)
     assert code == 2 and captured.err.startswith("error: ") and message in captured.err
     assert captured.err.count("\n") == 1
+
+
+def test_wandb_metric_definitions_callback(tmp_path):
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import WandbLogger
+
+    from snn_lightning.callbacks import WandbMetricDefinitions
+
+    logger = WandbLogger(project="snn-test", save_dir=str(tmp_path), offline=True)
+    trainer = pl.Trainer(logger=[logger], accelerator="cpu", devices=1, enable_progress_bar=False, enable_checkpointing=False,
+                         default_root_dir=tmp_path)
+    try:
+        WandbMetricDefinitions().setup(trainer, None, "fit")
+        logger.experiment.log({"epoch": 0, "val/acc": 0.5})
+        logger.experiment.log({"epoch": 1, "val/acc": 0.25})
+        assert logger.experiment.summary["val/acc"]["max"] == 0.5
+    finally:
+        logger.experiment.finish()

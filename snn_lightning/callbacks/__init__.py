@@ -9,6 +9,7 @@ from .neuron_stats import NeuronStatsCallback
 from .operations import OperationCountCallback
 from .predictions import TimestepPredictionCallback
 from .telemetry import GradientTelemetryCallback
+from .wandb_metrics import WandbMetricDefinitions
 from ..monitor import (
     NeuronRecorder,
     PredictionRecorder,
@@ -31,6 +32,7 @@ __all__ = [
     "OperationCountCallback",
     "PredictionRecorder",
     "TimestepPredictionCallback",
+    "WandbMetricDefinitions",
     "batch_histogram",
     "batch_reduction",
     "drift",
