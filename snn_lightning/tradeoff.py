@@ -93,4 +93,32 @@ def tradeoff_markdown(series: dict[str, list[TradeoffPoint]], keys: Sequence[str
     return "\n\n".join(parts) + "\n"
 
 
-__all__ = ["COST_LABELS", "TradeoffPoint", "pareto_front", "plot_tradeoff", "tradeoff_markdown", "tradeoff_points"]
+def write_tradeoff(out, groups: Sequence, keys: Sequence[str], spec: dict, mean_std, title: str | None = None) -> dict:
+    """Fig. 8 for a sweep: ``accuracy_vs_cost.png`` (one panel per cost) and ``tradeoff.md`` in ``out``.
+
+    ``groups`` are the sweep's summary groups (``.key``: the displayed values of ``keys``; ``.jobs``:
+    the finished jobs); ``spec`` is the sweep's ``study.tradeoff`` (``accuracy``, ``costs``, ``line``).
+    Costs no job logged are left out; returns ``{name: path}`` of what was written (empty when none).
+    """
+    from pathlib import Path
+
+    from .plots import save_figure
+
+    accuracy = spec.get("accuracy", "test/acc")
+    line = spec.get("line", keys[-1] if keys else "")
+    settings = [(dict(zip(keys, g.key)), g.jobs) for g in groups]
+    series = {}
+    for cost in spec.get("costs", ("test/fr_mean", "test/energy_uj")):
+        if any(cost in j.metrics for _, jobs in settings for j in jobs):
+            series[cost] = tradeoff_points(settings, line, accuracy, cost, mean_std)
+    if not series:
+        return {}
+    out = Path(out)
+    written = {"tradeoff_png": save_figure(plot_tradeoff(series, line, title), out / "accuracy_vs_cost.png")}
+    md = f"# {title or 'accuracy against cost'}\n\nMean ± sample std over seeds. Pareto: no other setting has at most this cost and at least this accuracy (means).\n\n"
+    written["tradeoff_md"] = out / "tradeoff.md"
+    written["tradeoff_md"].write_text(md + tradeoff_markdown(series, list(keys)))
+    return written
+
+
+__all__ = ["COST_LABELS", "TradeoffPoint", "pareto_front", "plot_tradeoff", "tradeoff_markdown", "tradeoff_points", "write_tradeoff"]
