@@ -23,7 +23,11 @@ from .cifar import (
 from .cifar10_dvs import CIFAR10DVSDataModule
 from .common import ENV_DATA_ROOT, BaseDataModule, DatasetNotFoundError, EventFileError, resolve_root
 from .digits import DigitsDataModule
+from .dvs_gesture import DVSGestureDataModule
+from .events import EventDataModule, EventFrameDataset
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetDataModule
+from .ncaltech101 import NCaltech101DataModule
+from .nmnist import NMNISTDataModule
 
 DATAMODULES: dict[str, type[BaseDataModule]] = {
     "digits": DigitsDataModule,
@@ -70,9 +74,14 @@ __all__ = [
     "DATAMODULES",
     "DatasetNotFoundError",
     "DigitsDataModule",
+    "DVSGestureDataModule",
+    "EventDataModule",
+    "EventFrameDataset",
     "ENV_DATA_ROOT",
     "EventFileError",
     "ImageNetDataModule",
+    "NCaltech101DataModule",
+    "NMNISTDataModule",
     "build_datamodule",
     "resolve_root",
     "CIFAR10_MEAN",
