@@ -11,7 +11,7 @@ import numpy as np
 from .common import DatasetNotFoundError
 from .events import EventDataModule
 
-NCALTECH101_URL = "https://data.mendeley.com/datasets/cy6cvx3ryv/1"
+NCALTECH101_URL = "https://data.mendeley.com/datasets/cy6cvx3ryv"
 BACKGROUND = "BACKGROUND_Google"
 NUM_OBJECT_CLASSES = 100  # + the BACKGROUND_Google clutter class = the usual 101
 

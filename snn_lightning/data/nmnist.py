@@ -9,7 +9,7 @@ import numpy as np
 
 from .events import EventDataModule
 
-NMNIST_URL = "https://data.mendeley.com/datasets/468j46mzdv/1"
+NMNIST_URL = "https://data.mendeley.com/datasets/468j46mzdv"
 SENSOR_SIZE = (34, 34)  # tonic.datasets.NMNIST.sensor_size[:2] (W, H)
 
 
