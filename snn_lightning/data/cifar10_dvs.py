@@ -8,14 +8,15 @@ import os
 
 import numpy as np
 
-from .events import EventDataModule, EventFrameDataset, events_to_frames, resize_frames, split_indices
+from .events import EventDataModule, EventFrameDataset
+from .framing import events_to_frames, resize_frames, split_indices
 
 SENSOR_SIZE = (128, 128, 2)  # tonic order: (W, H, P)
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SPLITS = ("ratio", "first100")
 CIFAR10_DVS_URL = "https://figshare.com/ndownloader/files/38023437"
 
-# kept importable under their old names: the implementation lives in events.py
+# kept importable under their old names: the implementation lives in events.py and framing.py
 DVSFrameDataset = EventFrameDataset
 
 
