@@ -88,6 +88,21 @@ def test_tonic_reads_the_fake_tree_without_downloading(dvs_root, no_download):
     assert len(events) == 400 and events.dtype.names == ("t", "x", "y", "p")
 
 
+def test_our_listing_and_reader_equal_tonics(dvs_root, tmp_path, no_download):
+    import tonic
+
+    from snn_lightning.data.cifar10_dvs import CLASSES, read_cifar10_dvs
+
+    theirs = tonic.datasets.CIFAR10DVS(save_to=str(dvs_root))
+    assert {c: i for i, c in enumerate(CLASSES)} == dict(theirs.classes)
+    paths, labels = dm_for(dvs_root, tmp_path).samples("all")
+    assert sorted(zip(paths, labels)) == sorted(zip(theirs.data, theirs.targets))
+    j = theirs.data.index(paths[123])
+    ev, _ = theirs[j]
+    ours = read_cifar10_dvs(paths[123])
+    assert ours.dtype.names == ev.dtype.names and all(np.array_equal(ours[k], ev[k]) for k in "txyp")
+
+
 # ------------------------------------------------------------------------------------------------
 # frames and batches
 # ------------------------------------------------------------------------------------------------

@@ -8,16 +8,12 @@ import os
 
 import numpy as np
 
-from .events import EventDataModule, EventFrameDataset
-from .framing import events_to_frames, resize_frames, split_indices
+from .events import EventDataModule
 
 SENSOR_SIZE = (128, 128, 2)  # tonic order: (W, H, P)
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SPLITS = ("ratio", "first100")
 CIFAR10_DVS_URL = "https://figshare.com/ndownloader/files/38023437"
-
-# kept importable under their old names: the implementation lives in events.py and framing.py
-DVSFrameDataset = EventFrameDataset
 
 
 def read_cifar10_dvs(path: str) -> np.ndarray:
@@ -77,12 +73,4 @@ class CIFAR10DVSDataModule(EventDataModule):
         tonic.datasets.CIFAR10DVS(save_to=self.root)  # downloads and extracts when missing
 
 
-__all__ = [
-    "CIFAR10DVSDataModule",
-    "CLASSES",
-    "DVSFrameDataset",
-    "events_to_frames",
-    "read_cifar10_dvs",
-    "resize_frames",
-    "split_indices",
-]
+__all__ = ["CIFAR10DVSDataModule", "CLASSES", "read_cifar10_dvs"]
