@@ -155,7 +155,7 @@ def test_cached_frames_equal_fresh_ones_and_are_read_back(cls, tmp_path):
 def test_gesture_never_flips(roots, tmp_path):
     dm = dm_for(DVSGestureDataModule, roots[DVSGestureDataModule], tmp_path)
     assert dm.train_transform() == Compose((RandomShiftCrop(4),))
-    for bad in (0.5, 1):
+    for bad in (0.5, 1, "0.5"):
         with pytest.raises(ValueError) as ei:
             dm_for(DVSGestureDataModule, roots[DVSGestureDataModule], tmp_path, hflip=bad)
         msg = assert_one_line(ei.value)

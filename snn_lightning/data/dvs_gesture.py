@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from .common import EventFileError
-from .events import EventDataModule
+from .events import EventDataModule, check_probability
 
 # tonic.datasets.DVSGesture.train_url / test_url: the preprocessed archives tonic reads
 GESTURE_TRAIN_URL = "https://figshare.com/ndownloader/files/38022171"
@@ -64,7 +64,7 @@ class DVSGestureDataModule(EventDataModule):
         hflip: float = 0.0,
         **kwargs,
     ):
-        if not isinstance(hflip, bool) and isinstance(hflip, (int, float)) and hflip > 0:
+        if check_probability("hflip", hflip) > 0:
             raise ValueError(
                 f"hflip={hflip!r} is not allowed for dvs_gesture: a horizontal flip swaps its left- and "
                 "right-hand gesture classes; allowed: 0"
