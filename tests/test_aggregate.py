@@ -247,3 +247,72 @@ def test_cli(sweep, tmp_path, capsys):
     assert e.value.code == 2
     r = subprocess.run([sys.executable, "-m", "snn_lightning.aggregate", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "snn-aggregate" in r.stdout and "--group-by" in r.stdout
+
+
+# -- the outputs of the aggregator before it became a package ---------------------------------------
+GOLDEN = Path(__file__).parent / "data" / "aggregate_golden"
+# membrane columns with gaps: NaN ends (a layer where no neuron fired at t = 1 or T), a layer logged at
+# one timestep only, a layer without active statistics, unparsable cells, and a job with no active value
+NAN_LAYERS = [
+    {"l0": ([0.1, 0.2, 0.4], [0.5, 0.3, 0.2]), "l1": ([0.0, "nan", -0.2], ["nan", 0.1, 0.3]), "l2": ([0.7], [0.9]),
+     "l3": ([0.3, 0.1, 0.6], None)},
+    {"l0": ([0.2, 0.1, 0.0], ["nan", "nan", "nan"]), "l1": (["x", 0.4, 0.1], ["nan", "nan", "nan"])},
+    {"l0": (["nan", 0.2, "nan"], [0.4, "", 0.1]), "l1": ([0.25, 0.5, 1.0], [0.5, 0.5, 0.5])},
+]
+
+
+def write_membrane_csv(job: Path, layers: dict) -> None:
+    """``test_neuron/<layer>/v_mean[_active]_t<t>`` in a final CSV row after a training row."""
+    cols = {}
+    for layer, (v_all, v_active) in layers.items():
+        for stat, vals in (("v_mean", v_all), ("v_mean_active", v_active)):
+            for t, v in enumerate(vals or [], start=1):
+                cols[f"test_neuron/{layer}/{stat}_t{t}"] = v
+    (job / "csv" / "version_0").mkdir(parents=True)
+    with (job / "csv" / "version_0" / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["epoch", "step", "val/acc", *cols])
+        w.writeheader()
+        w.writerow({"epoch": 0, "step": 10, "val/acc": 0.5, **{k: 9.0 for k in cols}})  # overwritten below
+        w.writerow({"epoch": 3, "step": 60, **cols})
+
+
+def golden_sweeps(base: Path) -> dict[str, tuple[Path, dict]]:
+    """The fabricated sweeps of this file, with the aggregate() arguments each is read with."""
+    fig9 = base / "fig9"
+    for (sg, v), accs in ACC.items():
+        for seed, acc in enumerate(accs, start=1):
+            make_job(fig9, sg, v, seed, acc, drift=(0.2 * seed, 0.4 * seed) if (sg, v) == ("as", 0.5) else None)
+    make_job(fig9, "trsg", 2.0, 3, None, status="failed")
+    make_job(fig9, "as", 2.0, 4, None, status="running")
+    curves = base / "curves"
+    for sg in ("as", "trsg"):
+        for reset in ("soft", "hard"):
+            for vthr in (1.0, 2.0):
+                for seed in (1, 2, 3):
+                    curve = fake_curve(sg, reset, seed) if vthr == 1.0 else [(99.0, 0.0)] * 3
+                    make_job(curves, sg, vthr, seed, 0.8 + 0.01 * seed, reset=reset,
+                             curves=None if (sg, reset, seed) == ("trsg", "hard", 3) else curve)
+    paper = base / "paper"
+    for seed, acc in [(1, 0.5), (2, 0.7)]:
+        make_job(paper, "as", 1.0, seed, acc, paper={"accuracy": 76.09, "std": 0.04, "dataset": "CIFAR100", "table": "Table 1"})
+    nan = base / "nan"
+    for seed, layers in enumerate(NAN_LAYERS, start=1):
+        for sg in ("as", "trsg"):
+            write_membrane_csv(make_job(nan, sg, 1.0, seed, 0.6 + 0.1 * seed + (0.05 if sg == "trsg" else 0.0)), layers)
+    return {"fig9": (fig9, {"paired": ["sg"]}), "curves": (curves, {}), "paper": (paper, {}),
+            "nan": (nan, {"paired": ["sg"]})}
+
+
+GOLDEN_FILES = ("jobs.csv", "summary.csv", "summary.md")
+
+
+def golden_outputs(res: dict) -> dict[str, str]:
+    """What aggregate() wrote (the tables) and the numbers behind the training-curves figure."""
+    out = {name: Path(res["written"][key]).read_text() for name, key in
+           zip(GOLDEN_FILES, ("jobs_csv", "summary_csv", "summary_md"))}
+    curves = res["curves"]
+    if curves is not None:
+        curves = {**curves, "curves": [[list(combo), [[lv, cols] for lv, cols in lines.items()]]
+                                       for combo, lines in curves["curves"].items()]}
+    out["curves.json"] = json.dumps(curves, indent=1, sort_keys=True) + "\n"
+    return out
