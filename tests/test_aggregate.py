@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snn_lightning.aggregate import aggregate, main, parse_override, same_value
+try:
+    from tests import sweep_rebuild
+except ImportError:  # tests/ is on sys.path (pytest rootdir-less import)
+    import sweep_rebuild
+
+from snn_lightning.cli.aggregate import main
+from snn_lightning.sweeps import aggregate, parse_override, same_value
 
 # acc per (sg, v_threshold) and seed; acc_t1 = acc - 10 points
 ACC = {
@@ -181,16 +187,11 @@ def test_training_curves(tmp_path):
     assert res["written"]["training_curves"] == p and p.read_bytes()[:4] == b"\x89PNG"
     assert matplotlib.image.imread(p).shape[1] > matplotlib.image.imread(p).shape[0]  # one column per panel
 
-    import matplotlib.pyplot as plt
-    from snn_lightning.aggregate import plot_training_curves
-    captured = {}
-    orig = plt.Figure.savefig
-    try:
-        plt.Figure.savefig = lambda self, *a, **k: (captured.setdefault("fig", self), orig(self, *a, **k))
-        plot_training_curves(tmp_path / "again.png", data, "t")
-    finally:
-        plt.Figure.savefig = orig
-    axes = captured["fig"].axes
+    from snn_lightning.plots import save_figure
+    from snn_lightning.sweeps.figures import plot_training_curves
+    fig = plot_training_curves(data, "t")
+    save_figure(fig, tmp_path / "again.png")
+    axes = fig.axes
     assert len(axes) == 4  # 2 panels (reset) x 2 rows (loss, val acc)
     assert [ax.get_title() for ax in axes[:2]] == ["neuron.reset=hard", "neuron.reset=soft"]
     ys = axes[1].lines[0].get_ydata()  # soft panel, loss row, first line (as)
@@ -316,3 +317,32 @@ def golden_outputs(res: dict) -> dict[str, str]:
                                        for combo, lines in curves["curves"].items()]}
     out["curves.json"] = json.dumps(curves, indent=1, sort_keys=True) + "\n"
     return out
+
+
+def test_outputs_match_the_old_aggregate(tmp_path):
+    """The package writes, byte for byte, what snn_lightning/aggregate.py wrote before it became one
+    (tests/data/aggregate_golden, made with that module at commit 2fb2da3 from these same sweeps)."""
+    for case, (root, kwargs) in golden_sweeps(tmp_path / "sweeps").items():
+        res = aggregate([root], out=tmp_path / "out" / case, plots=False, **kwargs)
+        for name, text in golden_outputs(res).items():
+            assert text == (GOLDEN / case / name).read_text(), f"{case}/{name}"
+
+
+@pytest.mark.parametrize("result", sorted(sweep_rebuild.COMMANDS))
+def test_committed_results_regenerate(result, tmp_path):
+    """docs/results/<result>: job folders rebuilt from its jobs.csv and aggregated with the README's
+    command give its jobs.csv and summary.md byte for byte, and its summary.csv up to the run time
+    (seconds_mean/std: jobs.csv keeps the seconds to 2 decimals)."""
+    root, options = sweep_rebuild.rebuild(result, tmp_path / "sweep")
+    main([str(root), "--out", str(tmp_path / "out"), "--no-plots", *options])
+    committed = sweep_rebuild.RESULTS / result
+    for name in ("jobs.csv", "summary.md"):
+        assert (tmp_path / "out" / name).read_text() == (committed / name).read_text(), name
+    new, old = read_csv(tmp_path / "out" / "summary.csv"), read_csv(committed / "summary.csv")
+    assert (tmp_path / "out" / "summary.csv").read_text().splitlines()[0] == (committed / "summary.csv").read_text().splitlines()[0]
+    assert len(new) == len(old) > 0
+    for a, b in zip(new, old):
+        for col in ("seconds_mean", "seconds_std"):
+            x, y = a.pop(col), b.pop(col)
+            assert (x == "") == (y == "") and (x == "" or abs(float(x) - float(y)) <= 0.01), (col, x, y)
+        assert a == b
