@@ -246,6 +246,8 @@ def test_cli(sweep, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "empty_missing")])
     assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "empty_missing is not a folder" in err
     r = subprocess.run([sys.executable, "-m", "snn_lightning.aggregate", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "snn-aggregate" in r.stdout and "--group-by" in r.stdout
 
@@ -346,3 +348,13 @@ def test_committed_results_regenerate(result, tmp_path):
             x, y = a.pop(col), b.pop(col)
             assert (x == "") == (y == "") and (x == "" or abs(float(x) - float(y)) <= 0.01), (col, x, y)
         assert a == b
+
+
+def test_figures_keep_to_the_object_api(sweep, tmp_path):
+    """The sweep figures never load pyplot (no global figure registry, no backend switch)."""
+    code = ("import sys; from snn_lightning.sweeps import aggregate; "
+            f"res = aggregate([{str(sweep)!r}], out={str(tmp_path / 'agg')!r}); "
+            "assert {'accuracy_vs', 'per_timestep'} <= set(res['written']), res['written']; "
+            "assert 'matplotlib.pyplot' not in sys.modules; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

@@ -25,8 +25,10 @@ def _grid(n: int, ncols: int, panel: tuple[float, float], sharey: bool) -> tuple
     """``n`` panels in rows of ``ncols``; y shared across all of them when ``sharey``."""
     fig, axes = new_figure(n, ncols=ncols, panel=panel)
     if sharey:
-        for ax in axes[1:]:
+        for i, ax in enumerate(axes[1:], start=1):
             ax.sharey(axes[0])
+            if i % ncols:
+                ax.tick_params(labelleft=False)  # the first column carries the shared scale
     return fig, axes
 
 
@@ -127,6 +129,7 @@ def plot_training_curves(data: dict, title: str) -> Figure:
                 ax.sharey(grid[r][0])
             if r or col:
                 ax.sharex(grid[0][0])
+            ax.label_outer()  # tick labels on the left column and the bottom row only
     line_vals = unique(lv for c in combos for lv in data["curves"][c])
     colors = {lv: f"C{i % 10}" for i, lv in enumerate(line_vals)}
     for col, combo in enumerate(combos):

@@ -174,6 +174,6 @@ def read_sweep(paths: Sequence[Path]) -> list[Job]:
             raise AggregateError(f"{root} is not a folder")
         jobs += [read_job(d, root if len(paths) == 1 else root.parent) for d in runs.find_run_dirs(root)]
     if not jobs:
-        raise AggregateError(f"no job folders (with .hydra/config.yaml or {runs.STATUS_FILE}) under "
+        raise AggregateError(f"no job folders (with {runs.HYDRA_DIR}/{runs.CONFIG_YAML} or {runs.STATUS_FILE}) under "
                              f"{', '.join(map(str, paths))}")
     return jobs
