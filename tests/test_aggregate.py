@@ -350,6 +350,7 @@ def test_committed_results_regenerate(result, tmp_path):
         assert a == b
 
 
+@pytest.mark.slow  # a fresh interpreter (torch, matplotlib): ~5 s
 def test_figures_keep_to_the_object_api(sweep, tmp_path):
     """The sweep figures never load pyplot (no global figure registry, no backend switch)."""
     code = ("import sys; from snn_lightning.sweeps import aggregate; "

@@ -199,6 +199,8 @@ def paired(jobs: list[Job], keys: list[str], key: str, metric: str = DEFAULT_MET
     rank = value_order(done, keys)
     ki = keys.index(key)
     values = sorted(rank[ki], key=lambda v: rank[ki][v])
+    if not values:
+        raise AggregateError(f"--paired {key}: no finished job to compare")
     base, others = values[0], values[1:]
     rest = [k for k in keys if k != key]
     stage = metric.split("/")[0]
