@@ -275,7 +275,7 @@ def write_membrane_csv(job: Path, layers: dict) -> None:
     with (job / "csv" / "version_0" / "metrics.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["epoch", "step", "val/acc", *cols])
         w.writeheader()
-        w.writerow({"epoch": 0, "step": 10, "val/acc": 0.5, **{k: 9.0 for k in cols}})  # overwritten below
+        w.writerow({"epoch": 0, "step": 10, "val/acc": 0.5, **{k: 9.0 for k in cols}})  # stale where the last row's cell is empty or text
         w.writerow({"epoch": 3, "step": 60, **cols})
 
 
@@ -359,3 +359,26 @@ def test_figures_keep_to_the_object_api(sweep, tmp_path):
             "assert 'matplotlib.pyplot' not in sys.modules; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_neuron_drift_nan_rules(tmp_path):
+    """The drift is monitor.drift over the layers whose first and last logged value are numbers; a
+    statistic logged at one timestep only has none; v_mean_t<t> averages the layers that are not NaN at t."""
+    from snn_lightning.sweeps.read import read_neuron_drift
+
+    jobs = []
+    for i, layers in enumerate(NAN_LAYERS):
+        jobs.append(tmp_path / f"j{i}")
+        jobs[-1].mkdir()
+        write_membrane_csv(jobs[-1], layers)
+    d = read_neuron_drift(jobs[0])
+    assert d["drift"] == pytest.approx((0.3 + 0.2 + 0.3) / 3)  # l0, l1 (NaN inside only), l3; not l2
+    assert d["drift_active"] == pytest.approx(0.3)  # l0 only: l1 starts with NaN, l3 has none
+    assert d["v_mean_t2"] == pytest.approx((0.2 + 0.1) / 2)  # l1 is NaN at t = 2
+    d = read_neuron_drift(jobs[1])
+    assert "drift_active" not in d  # no layer fired
+    assert d["drift"] == pytest.approx((0.2 + (9.0 - 0.1)) / 2)  # l1's t = 1 cell is text: the earlier row's 9.0
+    d = read_neuron_drift(jobs[2])
+    assert d["drift"] == pytest.approx(0.75) and d["drift_active"] == pytest.approx((0.3 + 0.0) / 2)
+    (tmp_path / "empty").mkdir()
+    assert read_neuron_drift(tmp_path / "empty") == {}  # no CSV log
