@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
 ERROR_LOG = "error.log"
@@ -36,6 +38,8 @@ CSV_DIR = "csv"
 METRICS_CSV = "metrics.csv"
 FIGURES_DIR = "figures"
 HYDRA_DIR = ".hydra"
+# Hydra's files inside HYDRA_DIR: the composed config, the overrides, Hydra's own config (group choices)
+CONFIG_YAML, OVERRIDES_YAML, HYDRA_YAML = "config.yaml", "overrides.yaml", "hydra.yaml"
 # folders inside a run that never hold another run (a sweep reader does not descend into them)
 INNER_DIRS = frozenset({HYDRA_DIR, CSV_DIR, CKPT_DIR, FIGURES_DIR, "wandb", "wandb_home", "aggregate", "analysis"})
 
@@ -60,6 +64,15 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
+        return None
+
+
+def read_hydra_file(run_dir: str | os.PathLike, name: str) -> Any:
+    """``<run>/.hydra/<name>`` parsed as plain YAML (no interpolation), or None when it is missing or
+    not YAML."""
+    try:
+        return yaml.safe_load((Path(run_dir) / HYDRA_DIR / name).read_text())
+    except (OSError, yaml.YAMLError):
         return None
 
 
@@ -202,7 +215,7 @@ def stage_data_path(figures_dir: str | os.PathLike, stage: str) -> Path:
 
 def is_run_dir(p: str | os.PathLike) -> bool:
     p = Path(p)
-    return (p / HYDRA_DIR / "config.yaml").is_file() or (p / STATUS_FILE).is_file()
+    return (p / HYDRA_DIR / CONFIG_YAML).is_file() or (p / STATUS_FILE).is_file()
 
 
 def find_run_dirs(root: str | os.PathLike) -> list[Path]:
