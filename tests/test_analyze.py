@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from snn_lightning import analyze
+from snn_lightning import runs as run_folder
+from snn_lightning.cli import analyze
 from snn_lightning.config import CONF_DIR
 
 
@@ -121,15 +122,15 @@ def test_two_checkpoints_side_by_side(runs, tmp_path):
 def test_resolve_checkpoint_choices(runs, tmp_path):
     on, _ = runs
     best = json.loads((on / "metrics.json").read_text())["best_checkpoint"]
-    assert analyze.resolve_checkpoint(on) == (Path(best), on)
-    assert analyze.resolve_checkpoint(on, "last") == (on / "checkpoints" / "last.ckpt", on)
+    assert run_folder.resolve_checkpoint(on) == (Path(best), on)
+    assert run_folder.resolve_checkpoint(on, "last") == (on / "checkpoints" / "last.ckpt", on)
     ckpt = on / "checkpoints" / "last.ckpt"
-    assert analyze.resolve_checkpoint(ckpt) == (ckpt, on)
+    assert run_folder.resolve_checkpoint(ckpt) == (ckpt, on)
     # without metrics.json: the highest val_acc in the file name
     (tmp_path / "r" / "checkpoints").mkdir(parents=True)
     for name in ("epoch000-val_acc0.5000.ckpt", "epoch001-val_acc0.7500.ckpt", "last.ckpt"):
         (tmp_path / "r" / "checkpoints" / name).write_bytes(b"x")
-    assert analyze.resolve_checkpoint(tmp_path / "r")[0].name == "epoch001-val_acc0.7500.ckpt"
+    assert run_folder.resolve_checkpoint(tmp_path / "r")[0].name == "epoch001-val_acc0.7500.ckpt"
 
 
 def run_main(argv, capsys):
