@@ -187,3 +187,16 @@ def test_callbacks_write_and_figures_draw_through_the_shared_functions(tmp_path,
     data = json.loads(path.read_text())
     assert data["neurons"]["1"]["neurons"] == 16 * 16 and data["predictions"]["samples"] == 16
     assert {"test_firing_rate", "test_predictions", "test_logit_pca", "test_membrane_1"} == set(figs.written)
+
+
+def test_training_records_are_stamped_with_their_step(tmp_path):
+    stats = NeuronStatsCallback(every_n_steps=2, on_validation=False, hist_layers=None)
+    trainer(tmp_path, [stats], limit_train_batches=3, limit_val_batches=0).fit(Tiny(), loader())
+    figs = tmp_path / "figures"
+    assert runs.read_stage_data(runs.stage_data_path(figs, "train"))["global_step"] == 2  # the last record step
+    history = runs.read_history(runs.param_history_path(figs))
+    assert history["tau/1"][0] == [0.0, 2.0] and history["tau/1"] == stats.history["tau/1"]
+    # a new fit in the same folder starts a new history (no resume)
+    trainer(tmp_path, [NeuronStatsCallback(every_n_steps=2, on_validation=False)], limit_train_batches=1,
+            limit_val_batches=0).fit(Tiny(), loader())
+    assert runs.read_history(runs.param_history_path(figs))["tau/1"][0] == [0.0]

@@ -84,10 +84,12 @@ class StageCallback(pl.Callback):
     def figures_dir(self, trainer) -> Path:
         return figures_dir(trainer, self.dirpath)
 
-    def write_stage(self, trainer, stage: str, **parts) -> None:
-        """Write ``parts`` of ``stage``'s data file (global rank 0; call after reducing across ranks)."""
+    def write_stage(self, trainer, stage: str, step: int | None = None, **parts) -> None:
+        """Write ``parts`` of ``stage``'s data file, stamped with ``step`` (default: the trainer's
+        global step), on global rank 0 only; call it after reducing across ranks."""
         if trainer.is_global_zero:
-            runs.write_stage_data(runs.stage_data_path(self.figures_dir(trainer), stage), stage, trainer.global_step, **parts)
+            step = trainer.global_step if step is None else step
+            runs.write_stage_data(runs.stage_data_path(self.figures_dir(trainer), stage), stage, step, **parts)
 
     # -- the mapping, once ----------------------------------------------------------------------
     def _start(self, stage: str, trainer, pl_module) -> None:

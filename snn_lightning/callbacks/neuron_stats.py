@@ -142,7 +142,7 @@ class NeuronStatsCallback(StageCallback):
         self.last[stage] = summary
         if hists:
             self.last_hist[stage] = hists
-        self.write_stage(trainer, stage, neurons=summary, histograms=hists or None)
+        self.write_stage(trainer, stage, step, neurons=summary, histograms=hists or None)
         if stage == "train":
             params = {f"{key}/{layer}": float(st[key]) for layer, st in summary.items() for key in PARAM_KEYS}
             for name, value in params.items():
