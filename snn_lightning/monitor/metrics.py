@@ -85,6 +85,9 @@ def _mean_finite(values) -> float:
 def drift(summary: Mapping[str, Mapping]) -> dict:
     """The temporal drift of the mean membrane, |E[M[1]] − E[M[T]]|, defined once for every consumer.
 
+    The number MP-Init is meant to lower (paper Sec. 4.3, Fig. 1): with U[0] = 0 the membrane moves
+    towards its stationary distribution over the first timesteps, so E[M[1]] differs from E[M[T]].
+
     Per layer (:func:`layer_drift`), over active (sample, neuron) pairs (``v_mean_active``) and over
     all of them (``v_mean``); a layer whose summary lacks a statistic counts as NaN for it. The means
     over layers (``mean_active``, ``mean_all``) leave out the layers whose drift is NaN (NaN at t=1 or
