@@ -10,8 +10,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from helpers import compose_cfg
-from snn_lightning.runtime import CONF_DIR
-from snn_lightning.train import build_net
+from snn_lightning.config import CONF_DIR
+from snn_lightning.experiment import build_net
 
 EXP_DIR = CONF_DIR / "experiment"
 SWEEP_DIR = CONF_DIR.parent / "multirun_sweeps"
@@ -63,6 +63,9 @@ FAKE = {
     "CIFAR100DataModule": FakeData(100, 3, 32),
     "ImageNetDataModule": FakeData(1000, 3, 224),
     "CIFAR10DVSDataModule": FakeData(10, 2, 48),
+    "DVSGestureDataModule": FakeData(11, 2, 64),
+    "NMNISTDataModule": FakeData(10, 2, 34),
+    "NCaltech101DataModule": FakeData(101, 2, 48),
     "DigitsDataModule": FakeData(10, 1, 8),
 }
 

@@ -12,8 +12,10 @@ from omegaconf import OmegaConf, open_dict
 from helpers import compose_cfg, run_cli
 from snn_lightning.losses import MeanCrossEntropy, TETLoss
 from snn_lightning.module import SNNModule, cumulative_mean, to_time_major
-from snn_lightning.runtime import UserError, config_groups, per_device_batch_size
-from snn_lightning.train import build_net, train
+from snn_lightning.cli.train import train
+from snn_lightning.config import config_groups
+from snn_lightning.errors import UserError
+from snn_lightning.experiment import build_net, per_device_batch_size
 
 SMOKE = ["debug=smoke", "logger=csv"]
 
@@ -177,6 +179,7 @@ def test_cli_train_then_eval(tmp_path):
     [
         (["model=resnet91"], "error: unknown model 'resnet91'; allowed: cnn7, resnet19, resnet34, sew_resnet34, small_cnn"),
         (["sg=as,rss"], "error: unknown sg 'rss'; allowed: as, rs, trsg"),
+        (["data=mnist"], "error: unknown data 'mnist'; allowed: cifar10, cifar100, cifar10_dvs, digits"),
         (["T=0"], "error: T must be a positive integer number of timesteps, got 0"),
         (["T=-3"], "error: T must be a positive integer number of timesteps, got -3"),
         (["trainer=ddp_cpu", "batch_size=7"], "error: batch_size 7 does not divide across 2 processes"),
