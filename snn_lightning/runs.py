@@ -238,7 +238,7 @@ def find_run_dirs(root: str | os.PathLike) -> list[Path]:
 # in one evaluation pass (or one recorded training step), as plain numbers. The observability
 # callbacks and ``snn-analyze`` write it through :func:`write_stage_data`; the figures are drawn
 # from it by ``plots.draw_stage_data``.
-STAGE_PARTS = ("neurons", "histograms", "predictions", "pca")
+STAGE_PARTS = ("neurons", "histograms", "predictions", "pca", "operations", "gradients")
 STAGES = ("train", "val", "test")
 ANALYSIS_DIR = "analysis"
 ANALYSIS_SUMMARY = "summary.json"

@@ -62,6 +62,10 @@ def test_operation_counts_are_logged_per_evaluation_epoch(tmp_path):
     logged = {k for _, m in mem.rows for k in m}
     assert {"val/ops_ac", "val/ops_mac", "val/energy_uj"} <= logged
     assert ops.last["test"].per_layer.keys() == counts[0].per_layer.keys()
+    from snn_lightning import runs
+
+    data = runs.read_stage_data(runs.stage_data_path(tmp_path / "figures", "test"))
+    assert data["operations"]["ac"] == pytest.approx(ac) and set(data["operations"]["firing_rates"]) == {"stem.lif", "body.0.lif"}
     assert not module.net._forward_hooks and not module.net.stem.conv._forward_hooks  # detached after the epoch
 
 
@@ -88,3 +92,7 @@ def test_gradient_telemetry_on_schedule_with_neuron_stats(tmp_path):
     assert all(l.monitor is None for _, l in module.net.neuron_layers())
     assert (tmp_path / "figures" / "gradient_flow.png").is_file()
     assert [s for s, _ in grad.history] == [0, 2, 4]
+    from snn_lightning import runs
+
+    data = runs.read_stage_data(runs.stage_data_path(tmp_path / "figures", "train"))
+    assert data["global_step"] == 4 and data["gradients"] == grad.history[-1][1]

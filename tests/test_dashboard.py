@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from snn_lightning.dashboard import build_workspace, define_metrics, group_keys, panel_keys
+from snn_lightning.wandb_workspace import build_workspace, define_metrics, group_keys, panel_keys
 from snn_lightning.neurons import LIF
 from snn_lightning.telemetry import GradientRecorder, gradient_metrics
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "snn_lightning"
-LIBRARY = ["neurons", "surrogates", "norm", "models", "export", "monitor", "errors", "_checks"]
+LIBRARY = ["neurons", "surrogates", "norm", "models", "export", "monitor", "errors", "_checks", "energy", "telemetry"]
 FRAMEWORKS = ("lightning", "pytorch_lightning", "hydra", "omegaconf")
 ENTRY_POINTS = ["train", "eval", "analyze", "aggregate", "export", "dashboard"]
 

@@ -52,7 +52,7 @@ def keys_from_wandb(entity: str, project: str) -> list[str]:
 
 
 def run(argv=None) -> int:
-    from ..dashboard import build_workspace, panel_keys
+    from ..wandb_workspace import build_workspace, panel_keys
 
     args = _parse(argv)
     try:
