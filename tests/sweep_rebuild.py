@@ -46,6 +46,7 @@ COMMANDS = {
     "table1_digits": ("table1", "digits", ["--paired", "mp_init"]),
     "table2_smoke": ("table2", "smoke", ["--paired", "mp_init", "sg"]),
     "timesteps_smoke": ("timesteps", "smoke", []),
+    "fig8_smoke": ("fig8", "smoke", ["--paired", "mp_init"]),
 }
 
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from snn_lightning.tradeoff import TradeoffPoint, pareto_front, plot_tradeoff, tradeoff_markdown, tradeoff_points
+from snn_lightning.sweeps.tradeoff import TradeoffPoint, pareto_front, plot_tradeoff, tradeoff_markdown, tradeoff_points
 
 
 def _p(cost, acc, line="on"):
     return TradeoffPoint(setting={"w": str(cost), "mp_init": line}, line=line, acc=(acc, 0.1, 3), cost=(cost, 0.01, 3))
-
-
-def mean_std(vals):
-    n = len(vals)
-    m = sum(vals) / n
-    return m, (math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan), n
 
 
 def test_pareto_front_by_hand():
@@ -25,7 +19,7 @@ def test_pareto_front_by_hand():
 
 def test_tradeoff_points_mean_and_std_over_seeds():
     jobs = [SimpleNamespace(metrics={"test/acc": a, "test/fr_mean": f}) for a, f in ((0.8, 0.1), (0.9, 0.2))]
-    (pt,) = tradeoff_points([({"mp_init": "on"}, jobs)], "mp_init", "test/acc", "test/fr_mean", mean_std)
+    (pt,) = tradeoff_points([({"mp_init": "on"}, jobs)], "mp_init", "test/acc", "test/fr_mean")
     assert pt.line == "on" and pt.acc[0] == 85.0 and pt.acc[2] == 2
     assert abs(pt.cost[0] - 0.15) < 1e-12
     assert abs(pt.acc[1] - math.sqrt(50)) < 1e-9

@@ -6,6 +6,7 @@
                  differences, training curves; MEASURES lists the per-job numbers besides accuracy
     report.py    jobs.csv, summary.csv, summary.md
     figures.py   the three figures, through snn_lightning.plots' object API
+    tradeoff.py  Fig. 8: accuracy against a cost (firing rate, energy) with the Pareto front
     pipeline.py  aggregate(): read -> summarize -> report (what ``snn-aggregate`` runs)
 
 Plain Python rather than pandas: a sweep holds tens to hundreds of jobs, the grouping needs the

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..plots import save_figure
-from . import figures, report
+from . import figures, report, tradeoff
 from .read import DEFAULT_METRIC, read_epoch_metrics, read_sweep
 from .summary import plot_spec, summarize, swept_keys, training_curves
 
@@ -47,4 +47,6 @@ def aggregate(paths: Sequence[Path], out: Path | None = None, group_by: list[str
         if curves:
             written["training_curves"] = save_figure(figures.plot_training_curves(curves, title),
                                                      out / "training_curves.png", dpi=DPI)
+        if study.get("tradeoff"):  # Fig. 8: accuracy against firing rate and energy, Pareto front
+            written.update(tradeoff.write_tradeoff(out, groups, keys, study["tradeoff"], title))
     return {"jobs": jobs, "groups": groups, "keys": keys, "markdown": md, "written": written, "curves": curves}

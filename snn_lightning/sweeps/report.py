@@ -53,7 +53,8 @@ def write_jobs_csv(path: Path, jobs: list[Job], keys: list[str]) -> None:
 def write_summary_csv(path: Path, groups: list[Group], keys: list[str], measures: Sequence[Measure] = MEASURES) -> None:
     """One row per group: keys, n, n_failed, ``<stat>_mean``/``<stat>_std`` (6 decimals), the paper's number."""
     T = max((g.T for g in groups), default=0)
-    stat_cols = ["acc"] + [f"acc_t{t}" for t in range(1, T + 1)] + [ms.name for ms in measures]
+    stat_cols = ["acc"] + [f"acc_t{t}" for t in range(1, T + 1)]
+    stat_cols += [ms.name for ms in measures if not ms.optional or any(ms.name in g.stats for g in groups)]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         head = [*keys, "n", "n_failed"]

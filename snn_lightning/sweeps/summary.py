@@ -106,12 +106,18 @@ class Measure:
     label: str | None = None
     digits: int = 2
     shown_with: str | None = None
+    optional: bool = False  # a summary.csv column only when some group has it (keeps older tables as they were)
 
 
 MEASURES: tuple[Measure, ...] = (
     Measure("drift", lambda j: j.drift.get("drift"), "drift (all)", 3),
     Measure("drift_active", lambda j: j.drift.get("drift_active"), "drift (active)", 3, shown_with="drift"),
     Measure("seconds", lambda j: None if j.seconds is None else float(j.seconds)),
+    # the operation counts of the test pass (OperationCountCallback): Fig. 8's axes
+    Measure("fr_mean", lambda j: j.metrics.get("test/fr_mean"), "firing rate", 4, optional=True),
+    Measure("ops_ac", lambda j: j.metrics.get("test/ops_ac"), "AC/sample", 0, optional=True),
+    Measure("ops_mac", lambda j: j.metrics.get("test/ops_mac"), "MAC/sample", 0, optional=True),
+    Measure("energy_uj", lambda j: j.metrics.get("test/energy_uj"), "energy (µJ)", 4, optional=True),
 )
 
 

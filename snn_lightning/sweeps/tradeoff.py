@@ -9,12 +9,13 @@ method's points form it (the paper's claim for MP-Init) is read off the figure a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
-from .plots import _colors, new_figure
+from ..plots import _colors, new_figure
+from .summary import Stat, mean_std
 
 COST_LABELS = {"test/fr_mean": "mean firing rate (test)", "test/energy_uj": "energy per sample (µJ, test)",
                "test/ops_ac": "accumulates per sample (test)", "test/ops_mac": "multiply-accumulates per sample (test)"}
@@ -24,8 +25,8 @@ COST_LABELS = {"test/fr_mean": "mean firing rate (test)", "test/energy_uj": "ene
 class TradeoffPoint:
     setting: dict[str, str]  # swept key -> displayed value
     line: str  # the value of the key that picks the series (e.g. mp_init: on / off)
-    acc: tuple[float, float, int]  # mean, std, n (percent)
-    cost: tuple[float, float, int]
+    acc: Stat  # percent
+    cost: Stat
 
 
 def pareto_front(points: Sequence[TradeoffPoint]) -> list[int]:
@@ -39,8 +40,7 @@ def pareto_front(points: Sequence[TradeoffPoint]) -> list[int]:
     return sorted((i for i in ok if not dominated(i)), key=lambda i: points[i].cost[0])
 
 
-def tradeoff_points(groups: Sequence[tuple[dict[str, str], Sequence]], line_key: str, accuracy: str, cost: str,
-                    mean_std: Callable[[list[float]], tuple[float, float, int]]) -> list[TradeoffPoint]:
+def tradeoff_points(groups: Sequence[tuple[dict[str, str], Sequence]], line_key: str, accuracy: str, cost: str) -> list[TradeoffPoint]:
     """One point per group ``(setting, finished jobs)``; a job is anything with a ``metrics`` dict."""
     out = []
     for setting, jobs in groups:
@@ -93,7 +93,7 @@ def tradeoff_markdown(series: dict[str, list[TradeoffPoint]], keys: Sequence[str
     return "\n\n".join(parts) + "\n"
 
 
-def write_tradeoff(out, groups: Sequence, keys: Sequence[str], spec: dict, mean_std, title: str | None = None) -> dict:
+def write_tradeoff(out, groups: Sequence, keys: Sequence[str], spec: dict, title: str | None = None) -> dict:
     """Fig. 8 for a sweep: ``accuracy_vs_cost.png`` (one panel per cost) and ``tradeoff.md`` in ``out``.
 
     ``groups`` are the sweep's summary groups (``.key``: the displayed values of ``keys``; ``.jobs``:
@@ -102,7 +102,7 @@ def write_tradeoff(out, groups: Sequence, keys: Sequence[str], spec: dict, mean_
     """
     from pathlib import Path
 
-    from .plots import save_figure
+    from ..plots import save_figure
 
     accuracy = spec.get("accuracy", "test/acc")
     line = spec.get("line", keys[-1] if keys else "")
@@ -110,7 +110,7 @@ def write_tradeoff(out, groups: Sequence, keys: Sequence[str], spec: dict, mean_
     series = {}
     for cost in spec.get("costs", ("test/fr_mean", "test/energy_uj")):
         if any(cost in j.metrics for _, jobs in settings for j in jobs):
-            series[cost] = tradeoff_points(settings, line, accuracy, cost, mean_std)
+            series[cost] = tradeoff_points(settings, line, accuracy, cost)
     if not series:
         return {}
     out = Path(out)
