@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .errors import InvalidValue
 from .neurons import LIF
 
 E_AC_PJ = 0.9
@@ -84,7 +85,7 @@ def energy_pj(counts, e_ac: float = E_AC_PJ, e_mac: float = E_MAC_PJ) -> float:
     """
     for name, value in (("e_ac", e_ac), ("e_mac", e_mac)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0 (pJ per operation), got {value!r}")
+            raise InvalidValue(f"{name} must be a finite number >= 0 (pJ per operation), got {value!r}")
     ac, mac = (counts.ac, counts.mac) if isinstance(counts, OperationCounts) else (counts["ac"], counts["mac"])
     return float(ac) * e_ac + float(mac) * e_mac
 
@@ -123,7 +124,7 @@ class OperationCounter:
     def __init__(self, model: nn.Module):
         T = getattr(model, "T", None)
         if not isinstance(T, int) or isinstance(T, bool):
-            raise ValueError(f"operation counting needs a spiking network with an int attribute T, got {type(model).__name__}")
+            raise InvalidValue(f"operation counting needs a spiking network with an int attribute T, got {type(model).__name__}")
         self.model, self.T = model, T
         self.B = 0
         self.samples = 0
@@ -165,7 +166,7 @@ class OperationCounter:
     def _start(self, model, args) -> None:
         x = args[0]
         if not isinstance(x, torch.Tensor) or x.dim() < 2:
-            raise ValueError("inputs must be a batch tensor: a static [B, C, ...] batch or frames [T, B, C, ...]")
+            raise InvalidValue("inputs must be a batch tensor: a static [B, C, ...] batch or frames [T, B, C, ...]")
         # the models' contract (models.base.SpikingNetwork): 5-D inputs are time-major frames
         self.B = int(x.shape[1] if x.dim() == 5 else x.shape[0])
         self.samples += self.B

@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from .errors import InvalidValue
 from .neurons import LIF
 from .plots import _colors, new_figure
 
@@ -30,10 +31,10 @@ def record_raster(net: nn.Module, x: torch.Tensor, layer: str, samples: int = 4,
     for the first ``samples`` samples and ``neurons`` evenly spaced neurons: ``{"layer", "v_threshold",
     "neuron_index", "spikes": [S][N][T], "membrane": [S][N][T]}`` (plain lists)."""
     if int(samples) < 1 or int(neurons) < 1:
-        raise ValueError(f"samples and neurons must be positive integers, got {samples!r} and {neurons!r}")
+        raise InvalidValue(f"samples and neurons must be positive integers, got {samples!r} and {neurons!r}")
     lifs = dict((n, m) for n, m in net.named_modules() if isinstance(m, LIF))
     if layer not in lifs:
-        raise ValueError(f"unknown neuron layer {layer!r}; allowed: {', '.join(lifs)}")
+        raise InvalidValue(f"unknown neuron layer {layer!r}; allowed: {', '.join(lifs)}")
     lif = lifs[layer]
     seen = {}
     previous = lif.monitor

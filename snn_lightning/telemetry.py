@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 import torch
 
+from .errors import InvalidValue
 from .neurons import LIF
 from .neurons import functional as F
 
@@ -74,7 +75,7 @@ class GradientRecorder:
         self.layers = list(layers)
         names = [n for n, _ in self.layers]
         if len(set(names)) != len(names):
-            raise ValueError("neuron layer names must be unique")
+            raise InvalidValue("neuron layer names must be unique")
         self._handles: list = []
         self._tensor_hooks: list = []
         self._wrappers: dict[str, object] = {}
@@ -213,7 +214,7 @@ def gradient_pass(net, batches, loss_fn, layers=None) -> dict[str, dict]:
         for p, g in zip(params, saved):
             p.grad = g
     if rec.backward_calls == 0:
-        raise ValueError("gradient_pass got no batch (or no input that requires a gradient)")
+        raise InvalidValue("gradient_pass got no batch (or no input that requires a gradient)")
     return rec.summary()
 
 

@@ -64,10 +64,14 @@ def plot_gradient_comparison(summaries: Sequence[Mapping], labels: Sequence[str]
                 _draw(ax, s[layer]["m_norm"], True, color=color, label=label)
         ax.set(xlabel="timestep t", ylabel="‖∂L/∂M[t]‖", title=layer)
     ax = axes[-1]
+    positive = False
     for s, label, color in zip(summaries, labels, colors):
-        ax.plot(range(len(common)), [s[n].get("v_threshold_rel", float("nan")) for n in common], marker="o", ms=3, color=color, label=label)
+        vals = [s[n].get("v_threshold_rel", float("nan")) for n in common]
+        positive = positive or any(v > 0 for v in vals if math.isfinite(v))
+        ax.plot(range(len(common)), vals, marker="o", ms=3, color=color, label=label)
     ax.set(xlabel="layer (forward order)", ylabel="|∂L/∂V_thr| / V_thr", title="threshold gradient, relative")
-    ax.set_yscale("log")
+    if positive:
+        ax.set_yscale("log")
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)

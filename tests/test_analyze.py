@@ -189,3 +189,51 @@ def test_analyze_and_figure_callback_share_the_stage_file_format(runs, tmp_path,
     cb = FigureCallback(dirpath=str(figs))
     cb.on_test_end(SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path), global_step=0, loggers=[]), None)
     assert set(cb.written) == analysis_pngs
+
+
+def test_training_run_logs_operations_and_gradient_telemetry(runs):
+    on, _ = runs
+    header = (on / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for key in ("val/ops_ac", "val/ops_mac", "val/energy_uj", "val/fr_mean", "test/ops_ac", "test/energy_uj",
+                "neuron/stem.lif/window_t1", "grad/body.0.lif/m_norm_t4", "grad/stem.lif/u_norm_t3",
+                "grad/body.0.lif/v_threshold", "grad/stem.lif/tau_rel"):
+        assert key in header, key
+    metrics = json.loads((on / "metrics.json").read_text())["metrics"]
+    assert metrics["test/ops_mac"] > 0 and metrics["test/energy_uj"] > 0 and 0 < metrics["test/fr_mean"] < 1
+    assert (on / "figures" / "gradient_flow.png").stat().st_size > 2000
+    media = {p.name.split("_")[0] for p in on.glob("wandb/offline-run-*/files/media/images/figures/*.png")}
+    assert "gradient" in media
+
+
+def test_analyze_operations_gradients_and_raster(runs, tmp_path):
+    on, _ = runs
+    out = tmp_path / "a"
+    s = analyze.analyze([str(on), "--out", str(out), "--limit-batches", "2", "--raster", "body.0.lif", "--raster-samples", "2"])
+    best = json.loads((on / "metrics.json").read_text())["metrics"]
+    ops = s["operations"]
+    # the same 2 test batches and checkpoint as snn-train's test pass: the same counts
+    assert ops["ac"] == pytest.approx(best["test/ops_ac"]) and ops["mac"] == pytest.approx(best["test/ops_mac"])
+    assert ops["energy_uj"] == pytest.approx(best["test/energy_uj"])
+    assert set(ops["firing_rate"]) == {"stem.lif", "body.0.lif"} and "stem.conv" in ops["per_layer"]
+    assert ops["per_layer"]["stem.conv"]["ac"] == 0 and ops["per_layer"]["body.0.conv.0"]["mac"] == 0
+    md = (out / "summary.md").read_text()
+    assert "| stem.lif |" in md and "| body.0.conv.0 |" in md and "energy share" in md
+    g = s["gradients"]
+    assert set(g) == {"stem.lif", "body.0.lif"} and len(g["stem.lif"]["m_norm"]) == 4 and len(g["stem.lif"]["u_norm"]) == 3
+    assert (out / "gradient_flow.png").stat().st_size > 2000
+    rec = json.loads((out / "test_raster_body.0.lif.json").read_text())
+    assert len(rec["spikes"]) == 2 and len(rec["spikes"][0][0]) == 4
+    assert (out / "test_raster_body.0.lif.png").stat().st_size > 2000
+
+
+def test_two_runs_compare_gradient_telemetry(runs, tmp_path):
+    on, off = runs
+    out = tmp_path / "cmp"
+    res = analyze.analyze([str(on), str(off), "--out", str(out), "--limit-batches", "1", "--summary-only", "--grad-batches", "1"])
+    assert (out / "gradient_comparison.png").stat().st_size > 5000
+    assert len(res["gradients"]) == 2 and res["operations"][0]["ac"] > 0
+
+
+def test_raster_of_an_unknown_layer_is_one_line(runs, tmp_path, capsys):
+    code, cap = run_main([str(runs[0]), "--raster", "nope", "--limit-batches", "1", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "unknown neuron layer 'nope'" in cap.err and cap.err.count("\n") == 1

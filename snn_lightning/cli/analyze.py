@@ -19,8 +19,17 @@ Rebuilds the network and the test data from the configuration stored in the chec
   ``test_logit_pca.png``, and, when the run folder holds a CSV log (or the callbacks' parameter
   history), ``training_curves.png`` and ``neuron_params.png``.
 
+* ``summary.md``: per-layer tables — firing rate per timestep and overall, drift, and the AC / MAC
+  counts per sample of every conv/linear with its share of the energy (``energy.count_operations``'s
+  rules; ``summary.json`` holds them under ``operations``);
+* ``gradient_flow.png`` and ``summary.json``'s ``gradients``: the gradient telemetry of the trained
+  network on the first ``--grad-batches`` test batches (``telemetry.gradient_pass``);
+* with ``--raster LAYER``: ``test_raster_<layer>.png`` / ``.json``, the spike raster and membrane
+  traces of that layer for ``--raster-samples`` samples of the first test batch.
+
 With two inputs each gets its own sub-folder and ``comparison.png`` / ``comparison.json`` compare
-them (drift per layer, accuracy per timestep, firing rate per timestep, membrane per timestep).
+them (drift per layer, accuracy per timestep, firing rate per timestep, membrane per timestep, and
+``gradient_comparison.png``: the AS/RS/TrSG-style comparison of ‖∂L/∂M[t]‖ and |∂L/∂V_thr|/V_thr).
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ from .. import plots, runs
 from .._checks import positive_int
 from ..errors import UserError
 from ..monitor import analysis_summary, run_analysis
+from ..monitor.analysis import analysis_markdown
 from ..runs import resolve_checkpoint, write_json
 from ._common import guarded
 
@@ -48,6 +58,8 @@ LABEL_KEYS = (
     ("neuron.tau", "tau"),
     ("seed", "seed"),
 )
+
+ANALYSIS_MD = "summary.md"
 
 __all__ = ["analyze", "analyze_one", "build_parser", "compare", "default_labels", "main", "resolve_checkpoint"]
 
@@ -100,6 +112,10 @@ def analyze_one(ckpt: Path, run_dir: Path, out: Path, args, label: str | None = 
     from ..module import to_time_major
 
     run = loaded or ex.load_trained(ckpt, args.batch_size, args.data_root)
+    if args.raster:  # before the pass, so a typo costs nothing
+        from ..monitor import find_neuron_layers, pick_layers
+
+        pick_layers([n for n, _ in find_neuron_layers(run.net)], args.raster)  # InvalidValue: one line
     run.datamodule.setup("test")
     result = run_analysis(
         run.net, run.datamodule.test_dataloader(), prepare=to_time_major, device=args.device,
@@ -107,22 +123,68 @@ def analyze_one(ckpt: Path, run_dir: Path, out: Path, args, label: str | None = 
     )
     summary = {"checkpoint": str(ckpt), "run_dir": str(run_dir), "label": label, "config": _config_facts(run.cfg),
                **analysis_summary(result)}
+    gradients = _gradients(run, args) if args.grad_batches else None
+    if gradients:
+        summary["gradients"] = gradients
     data_path = out / runs.ANALYSIS_DATA
-    runs.write_stage_data(data_path, "test", run.checkpoint.get("global_step"), **result.stage_parts())
+    runs.write_stage_data(data_path, "test", run.checkpoint.get("global_step"), **result.stage_parts(), gradients=gradients)
     write_json(out / runs.ANALYSIS_SUMMARY, summary)
     if args.summary_only:
         return summary
+    (out / ANALYSIS_MD).write_text(analysis_markdown(summary, label or run_dir.name))
     written = plots.draw_stage_data(data_path, out, args.fr_layers, title=label or run_dir.name)
     written.update(plots.write_history_figures(out, training_history(run_dir)))
+    written.update(_extra_figures(run, args, gradients, out, label or run_dir.name))
     summary["figures"] = {k: str(v) for k, v in written.items()}
     write_json(out / runs.ANALYSIS_SUMMARY, summary)
     return summary
 
 
+def _gradients(run, args) -> dict:
+    """Gradient telemetry of the trained network on the first ``--grad-batches`` test batches."""
+    from ..module import to_time_major
+    from ..telemetry import gradient_pass
+
+    loader = run.datamodule.test_dataloader()
+    net = run.net.to(args.device)
+    batches = []
+    for x, y in loader:
+        if len(batches) >= args.grad_batches:
+            break
+        batches.append((to_time_major(x.to(args.device)), y.to(args.device)))
+    criterion = run.module.criterion
+    return gradient_pass(net, batches, lambda logits, y: criterion(logits, y))
+
+
+def _extra_figures(run, args, gradients: dict | None, out: Path, title: str) -> dict:
+    """``gradient_flow.png`` (with gradients) and ``test_raster_<layer>.png`` (with ``--raster``)."""
+    written = {}
+    if gradients:
+        from ..telemetry_plots import plot_gradient_flow
+
+        written["gradient_flow"] = plots.save_figure(plot_gradient_flow([(0, gradients)], title=title), out / "gradient_flow.png")
+    if args.raster:
+        from ..module import to_time_major
+        from ..raster import plot_raster, record_raster
+
+        x, _ = next(iter(run.datamodule.test_dataloader()))
+        rec = record_raster(run.net.to(args.device), to_time_major(x.to(args.device)), args.raster, samples=args.raster_samples)
+        write_json(out / f"test_raster_{_slug(args.raster)}.json", rec)
+        written["raster"] = plots.save_figure(plot_raster(rec, title=f"{title}: {args.raster}"), out / f"test_raster_{_slug(args.raster)}.png")
+    return written
+
+
 def compare(summaries: list[dict], labels: list[str], out: Path, layer: str | None = None) -> dict:
-    """``comparison.png`` and ``comparison.json`` of analyzed runs side by side."""
+    """``comparison.png`` and ``comparison.json`` of analyzed runs side by side (with their gradient
+    telemetry, ``gradient_comparison.png``: ‖∂L/∂M[t]‖ per layer and the relative threshold gradient)."""
     fig = plots.plot_comparison(summaries, labels, layer=layer)
     path = plots.save_figure(fig, out / "comparison.png")
+    grads = [s.get("gradients") for s in summaries]
+    grad_path = None
+    if all(grads):
+        from ..telemetry_plots import plot_gradient_comparison
+
+        grad_path = plots.save_figure(plot_gradient_comparison(grads, labels), out / "gradient_comparison.png")
     result = {
         "labels": labels,
         "checkpoints": [s["checkpoint"] for s in summaries],
@@ -132,7 +194,11 @@ def compare(summaries: list[dict], labels: list[str], out: Path, layer: str | No
         "accuracy_instant": [s["accuracy"]["instant"] for s in summaries],
         "accuracy_cumulative": [s["accuracy"]["cumulative"] for s in summaries],
         "firing_rate": [s["firing_rate"] for s in summaries],
+        "operations": [{k: s["operations"][k] for k in ("ac", "mac", "energy_uj", "fr_mean")} if s.get("operations") else None
+                       for s in summaries],
+        "gradients": grads if all(grads) else None,
         "figure": str(path),
+        "gradient_figure": None if grad_path is None else str(grad_path),
     }
     write_json(out / "comparison.json", result)
     return result
@@ -160,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-only", action="store_true",
                    help="write only summary.json and data.json per run (with two inputs, still the comparison)")
     p.add_argument("--fr-layers", type=int, default=6, metavar="N", help="layers in the firing-rate figure")
+    p.add_argument("--grad-batches", type=int, default=2, metavar="N",
+                   help="gradient telemetry (window occupancy, dL/dM[t], dL/dV_thr, dL/dtau) on the first N test batches "
+                        "(0: none; default: %(default)s)")
+    p.add_argument("--raster", default=None, metavar="LAYER", help="spike raster and membrane traces of this neuron layer")
+    p.add_argument("--raster-samples", type=int, default=4, metavar="N", help="samples in the raster (default: %(default)s)")
     return p
 
 
@@ -172,6 +243,9 @@ def _check_args(args) -> None:
         if getattr(args, name) is not None:
             positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     positive_int("--fr-layers", args.fr_layers)
+    positive_int("--raster-samples", args.raster_samples)
+    if args.grad_batches < 0:
+        raise UserError(f"--grad-batches must be 0 (none) or a positive integer, got {args.grad_batches}")
     if args.layer and "all" in args.layer:
         args.layer = "all"
     if args.device == "auto":

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .._checks import positive_int
+from ..energy import E_AC_PJ, E_MAC_PJ, OperationCounter, energy_pj
 from ..errors import InvalidValue
 from .layers import find_neuron_layers, pick_layers
 from .metrics import drift, overall_firing_rate
@@ -31,10 +32,12 @@ class Analysis:
     predictions: dict
     pca: dict | None
     batches: int
+    operations: dict | None = None  # ``OperationCounts.as_dict()`` plus ``energy_uj``
 
     def stage_parts(self) -> dict:
-        """The four parts of a stage data file (``neurons``, ``histograms``, ``predictions``, ``pca``)."""
-        return {"neurons": self.neurons, "histograms": self.histograms, "predictions": self.predictions, "pca": self.pca}
+        """The parts of a stage data file (``neurons``, ``histograms``, ``predictions``, ``pca``, ``operations``)."""
+        return {"neurons": self.neurons, "histograms": self.histograms, "predictions": self.predictions, "pca": self.pca,
+                "operations": self.operations}
 
 
 def run_analysis(
@@ -65,7 +68,11 @@ def run_analysis(
     preds = PredictionRecorder(pca_classes=pca_classes, pca_max_samples=pca_max_samples)
     net.to(device).eval()
     batches = 0
+    # the operation counts of the same forwards (hooks only; no extra pass)
+    counter = OperationCounter(net) if isinstance(getattr(net, "T", None), int) else None
     rec.attach()
+    if counter is not None:
+        counter.attach()
     try:
         with torch.no_grad():
             for x, y in loader:
@@ -76,9 +83,15 @@ def run_analysis(
                 batches += 1
     finally:
         rec.detach()
+        if counter is not None:
+            counter.detach()
     if batches == 0:
         raise InvalidValue("the loader yielded no batch: nothing to analyze")
-    return Analysis(rec.summary(), rec.histograms(), preds.summary(), preds.pca(), batches)
+    operations = None
+    if counter is not None:
+        counts = counter.result()
+        operations = {**counts.as_dict(), "energy_uj": energy_pj(counts) * 1e-6}
+    return Analysis(rec.summary(), rec.histograms(), preds.summary(), preds.pca(), batches, operations)
 
 
 def analysis_summary(result: Analysis) -> dict:
@@ -108,4 +121,37 @@ def analysis_summary(result: Analysis) -> dict:
         "tau": {n: st["tau"] for n, st in neurons.items()},
         "layers": layers,
         "predictions": {"counts": p["counts"], "entropy": p["entropy"]},
+        **({"operations": _operations_summary(result.operations)} if result.operations else {}),
     }
+
+
+def _operations_summary(ops: dict) -> dict:
+    """Per-sample totals and per-layer counts: ``ac``, ``mac``, ``energy_uj``, ``fr_mean`` (over every
+    neuron), ``per_layer`` (conv/linear → ac, mac), ``firing_rate`` (neuron layer → share of non-zero outputs)."""
+    return {"ac": ops["ac"], "mac": ops["mac"], "energy_uj": ops["energy_uj"], "fr_mean": ops["mean_firing_rate"],
+            "per_timestep": ops["per_timestep"], "per_layer": ops["per_layer"], "firing_rate": ops["firing_rates"]}
+
+
+def analysis_markdown(summary: dict, title: str | None = None) -> str:
+    """``summary.md``: the per-layer tables of one analyzed run — neuron layers (firing rate per t and
+    overall, active-neuron drift) and synaptic layers (AC and MAC per sample, share of the energy)."""
+    T = summary["T"]
+    lines = [f"# {title or summary.get('label') or summary.get('run_dir', 'analysis')}", "",
+             f"{summary['samples']} test samples; accuracy (mean of logits 1..T) {100 * summary['accuracy']['final']:.2f}%.", ""]
+    ops = summary.get("operations")
+    if ops:
+        lines += [f"Per sample: {ops['ac']:.4g} AC, {ops['mac']:.4g} MAC, {ops['energy_uj']:.4g} µJ "
+                  f"({E_AC_PJ} pJ/AC, {E_MAC_PJ} pJ/MAC); mean firing rate {ops['fr_mean']:.4f}.", ""]
+    head = ["neuron layer", *[f"fr t{t}" for t in range(1, T + 1)], "fr", "drift (active)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fr_all = (ops or {}).get("firing_rate", {})
+    for name, st in summary["layers"].items():
+        fr = fr_all.get(name, sum(st["fr"]) / max(len(st["fr"]), 1))
+        lines.append("| " + " | ".join([name, *[f"{v:.4f}" for v in st["fr"]], f"{fr:.4f}", f"{st['drift_active']:.4f}"]) + " |")
+    if ops:
+        total = energy_pj(ops)
+        lines += ["", "| synaptic layer | AC/sample | MAC/sample | energy share |", "|---|---|---|---|"]
+        for name, c in ops["per_layer"].items():
+            share = energy_pj(c) / total if total else float("nan")
+            lines.append(f"| {name} | {c['ac']:.4g} | {c['mac']:.4g} | {100 * share:.1f}% |")
+    return "\n".join(lines) + "\n"
