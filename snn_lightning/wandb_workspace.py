@@ -19,7 +19,7 @@ _PER_T = re.compile(r"^(?P<prefix>[a-z_]+)/(?P<layer>.+)/(?P<quantity>[a-z_]+)_t
 _PER_LAYER = re.compile(r"^(?P<prefix>mp_init|v_threshold|tau)/(?P<layer>.+)$")
 _GRAD_PARAM = re.compile(r"^grad/(?P<layer>.+)/(?P<quantity>v_threshold|tau)(?P<rel>_rel)?$")
 _STAGE_T = re.compile(r"^(?P<stage>train|val|test)/(?P<quantity>acc|acc_inst|pred_entropy)_t(?P<t>\d+)$")
-OPS_KEYS = ("ops_ac", "ops_mac", "energy_uj")
+OPS_KEYS = ("ops_ac", "ops_mac", "energy_uj", "fr_mean")
 
 
 def define_metrics(run) -> None:

@@ -1,6 +1,7 @@
 """The wandb workspace (snn_lightning.dashboard, snn-dashboard), built offline from the keys a real run logs."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from snn_lightning.wandb_workspace import build_workspace, define_metrics, group
 from snn_lightning.neurons import LIF
 from snn_lightning.telemetry import GradientRecorder, gradient_metrics
 
-# the metrics.csv header of a real `snn-train` run (small_cnn on digits, 2 epochs, recording every step);
-# regenerate with `snn-train trainer.max_epochs=2 callbacks.neuron_stats.every_n_steps=1` if keys change
+# the metrics.csv header of a real `snn-train` run (small_cnn on digits, 2 epochs of 3 batches, recording every
+# step); regenerate if keys change with `snn-train logger=csv trainer.max_epochs=2 +trainer.limit_train_batches=3
+# +trainer.limit_val_batches=2 +trainer.limit_test_batches=2 callbacks.neuron_stats.every_n_steps=1
+# callbacks.gradient_telemetry.every_n_steps=1` (the header of its csv/metrics.csv, without step and epoch)
 RUN_KEYS = (Path(__file__).parent / "fixtures" / "small_cnn_run_keys.txt").read_text().split()
 LAYERS = ["stem.lif", "body.0.lif"]
 
@@ -29,8 +32,13 @@ def _telemetry_keys() -> list[str]:
     return list(gradient_metrics(rec.summary()))
 
 
+def test_the_fixture_holds_what_the_recorders_log():
+    assert set(_telemetry_keys()) <= set(RUN_KEYS)
+    assert {"val/ops_ac", "val/ops_mac", "val/energy_uj", "val/fr_mean", "test/ops_ac", "test/energy_uj"} <= set(RUN_KEYS)
+
+
 def test_workspace_sections_and_keys_match_a_real_run():
-    keys = RUN_KEYS + _telemetry_keys() + ["val/ops_ac", "val/ops_mac", "val/energy_uj", "test/ops_ac", "test/energy_uj"]
+    keys = RUN_KEYS
     ws = build_workspace("ent", "proj", keys)
     drawn = panel_keys(ws)
     assert list(drawn) == [
@@ -54,7 +62,13 @@ def test_workspace_sections_and_keys_match_a_real_run():
     assert fr[1].y == [f"neuron/stem.lif/fr_t{t}" for t in range(1, 5)]
     assert drawn["MP-Init, V_thr, tau"] == [f"{p}/{layer}" for p in ("mp_init", "v_threshold", "tau") for layer in sorted(LAYERS)]
     assert {f"grad/{layer}/u_norm_t{t}" for layer in LAYERS for t in (1, 2, 3)} <= set(drawn["Gradient flow through time"])
-    assert set(drawn["Operations and energy"]) == {"val/ops_ac", "val/ops_mac", "val/energy_uj", "test/ops_ac", "test/energy_uj"}
+    assert set(drawn["Operations and energy"]) == {f"{s}/{k}" for s in ("val", "test") for k in ("ops_ac", "ops_mac", "energy_uj", "fr_mean")}
+    # every key of the families the workspace lays out is drawn (test_neuron/… and val_neuron/ membrane are not)
+    families = [r"^neuron/.+/(fr|v_mean|v_mean_active|v_std|v_std_active|window)_t\d+$", r"^val_neuron/.+/fr_t\d+$",
+                r"^grad/.+$", r"^(mp_init|v_threshold|tau)/.+$", r"^(val|test)/(acc|acc_inst|pred_entropy)_t\d+$",
+                r"^(val|test)/(ops_ac|ops_mac|energy_uj|fr_mean)$"]
+    missing = [k for k in keys if any(re.match(f, k) for f in families) and k not in every]
+    assert not missing
     assert "test/acc_t4" in drawn["Accuracy per timestep"] and "val/acc_inst_t1" in drawn["Accuracy per timestep"]
     # epoch-level panels draw against the epoch, per-step ones against the step
     assert ws.sections[0].panels[0].x == "epoch" and fr[0].x == "Step"
