@@ -119,7 +119,8 @@ def test_run_analysis_on_a_plain_network():
     assert result.batches == 2 and len(seen) == 2
     assert result.predictions["samples"] == 10 and result.neurons["body.1"]["neurons"] == 10 * 8
     assert set(result.histograms) == {"body.1"} and result.pca is not None
-    assert set(result.stage_parts()) == {"neurons", "histograms", "predictions", "pca"}
+    assert set(result.stage_parts()) == {"neurons", "histograms", "predictions", "pca", "operations"}
+    assert result.operations is None  # a network without T: nothing to count per timestep
     # the accuracy is the recomputed one
     with torch.no_grad():
         logits = torch.cat([net(prepare(x)) for x, _ in batches[:2]], dim=1)

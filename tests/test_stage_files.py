@@ -123,7 +123,7 @@ def test_stage_data_file_parts_merge_per_stage(tmp_path):
     runs.write_stage_data(path, "val", 4, predictions={"counts": {}}, pca=None)
     data = runs.read_stage_data(path)
     assert data == {"stage": "val", "global_step": 4, "neurons": {"a": {"fr": [0.1]}}, "histograms": None,
-                    "predictions": {"counts": {}}, "pca": None}
+                    "predictions": {"counts": {}}, "pca": None, "operations": None, "gradients": None}
     runs.write_stage_data(path, "test", None, pca={"points": [1]})  # another stage replaces, never mixes
     assert runs.read_stage_data(path)["neurons"] is None
     with pytest.raises(ValueError, match="unknown stage data part 'logits'"):
