@@ -5,6 +5,7 @@
 
 For each model, fits on random data (no validation) alternately with no callbacks and with the
 default observability callbacks (``NeuronStatsCallback(every_n_steps=E)``,
+``GradientTelemetryCallback(every_n_steps=E)``, ``OperationCountCallback``,
 ``TimestepPredictionCallback``, ``FigureCallback``, as in ``conf/callbacks/default.yaml``; the
 metrics go to a logger that drops them), ``--reps`` times each. A step's time is the interval
 between consecutive batch starts, so everything it costs (forward, backward, optimizer, every hook,
@@ -36,7 +37,13 @@ import torch
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
-from snn_lightning.callbacks import FigureCallback, NeuronStatsCallback, TimestepPredictionCallback
+from snn_lightning.callbacks import (
+    FigureCallback,
+    GradientTelemetryCallback,
+    NeuronStatsCallback,
+    OperationCountCallback,
+    TimestepPredictionCallback,
+)
 from snn_lightning.monitor import NeuronRecorder
 from snn_lightning.models import create_model
 from snn_lightning.module import SNNModule
@@ -86,7 +93,8 @@ class Meter:
 
 
 # hooks that run during training steps/epochs; on_fit_end (the figures, once per run) is reported apart
-PER_STEP = {"on_train_batch_start", "on_train_batch_end", "on_train_epoch_start", "on_train_epoch_end", "monitor"}
+PER_STEP = {"on_train_batch_start", "on_train_batch_end", "on_train_epoch_start", "on_train_epoch_end", "on_before_optimizer_step",
+            "monitor"}
 
 
 def instrument(callbacks, meter: Meter) -> None:
@@ -151,7 +159,9 @@ def build(model_name: str, seed: int, device: str):
 
 
 def default_callbacks(every: int, tmp: str) -> list:
-    return [NeuronStatsCallback(every_n_steps=every), TimestepPredictionCallback(), FigureCallback(dirpath=f"{tmp}/figures")]
+    # as conf/callbacks/default.yaml (gradient telemetry at the same frequency as the neuron statistics)
+    return [NeuronStatsCallback(every_n_steps=every), GradientTelemetryCallback(every_n_steps=every, dirpath=f"{tmp}/figures"),
+            OperationCountCallback(), TimestepPredictionCallback(), FigureCallback(dirpath=f"{tmp}/figures")]
 
 
 def trainer_for(callbacks, device: str, tmp: str, **kw) -> pl.Trainer:

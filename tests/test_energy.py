@@ -166,6 +166,7 @@ MODELS = {
     "cnn7": (dict(input_size=8, hidden=16), (8, 8), {"stem.conv", "body.2.conv.0", "body.5.conv.0", "head.2"}),
     "resnet19": ({}, (4, 4), {"stem.conv", "head.1"}),
     "sew_resnet34": ({}, (8, 8), {"stem.conv", "head.1"}),
+    "resnet34": ({}, (8, 8), {"stem.conv", "head.1"}),
 }
 
 

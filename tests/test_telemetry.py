@@ -162,10 +162,8 @@ def test_reusing_an_input_tensor_does_not_count_an_old_hook():
 
 
 def test_other_backends_give_the_reference_telemetry():
-    from snn_lightning.neurons.fused import fused_available
-
-    if not fused_available():
-        pytest.skip("the fused backend is not available on this machine")
+    # the hooks sit on the neuron's input and monitor, which every backend feeds: whatever "fused"
+    # dispatches to on this machine must give the reference loop's numbers
     torch.manual_seed(3)
     x = torch.randn(T, B, N) * 2
     results = []
