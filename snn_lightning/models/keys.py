@@ -41,12 +41,12 @@ def upgrade_state_dict(state_dict: Mapping) -> OrderedDict:
     Idempotent: current keys pass through. Raises ``ValueError`` if two keys would collide, which
     means the dict mixes old and new names for one layer.
     """
-    out = OrderedDict()
+    out, origin = OrderedDict(), {}
     for key, value in state_dict.items():
         new = upgrade_key(key)
         if new in out:
-            raise ValueError(f"state_dict has both {key!r} and its current name {new!r}; keep one of them")
-        out[new] = value
+            raise ValueError(f"state_dict has both {origin[new]!r} and {key!r}, which both mean {new!r}; keep one of them")
+        out[new], origin[new] = value, key
     metadata = getattr(state_dict, "_metadata", None)
     if metadata is not None:
         out._metadata = OrderedDict((upgrade_key(k) if k else k, v) for k, v in metadata.items())
