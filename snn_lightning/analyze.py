@@ -26,7 +26,9 @@ import re
 import sys
 from pathlib import Path
 
-from .runtime import METRICS_FILE, UserError, fail, write_json
+from .cli._common import fail
+from .errors import UserError
+from .runs import METRICS_FILE, write_json
 
 CKPT_DIR = "checkpoints"
 # run-config keys worth naming in an automatic label when two runs differ in them
@@ -89,26 +91,10 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Pat
 # -- rebuilding and running a model ------------------------------------------------------------
 def load_model(ckpt_path: Path, batch_size: int | None = None, data_root: str | None = None):
     """(run config, data module, SNNModule with the checkpoint's weights, in eval mode)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from .experiment import load_trained
 
-    from .eval import load_run_config
-    from .train import build_module, build_net
-
-    run_cfg, ckpt = load_run_config(str(ckpt_path))
-    if data_root is not None:
-        run_cfg.data.root = data_root
-    bs = int(batch_size or run_cfg.get("batch_size") or 64)
-    data_cfg = OmegaConf.to_container(run_cfg.data, resolve=True)
-    # the loader is iterated by hand here (no Trainer hooks): ImageNet must hand out normalized floats
-    data_cfg.pop("normalize_on_device", None)
-    data_cfg.pop("channels_last", None)
-    dm = instantiate(data_cfg, batch_size=bs, T=run_cfg.T)
-    net = build_net(run_cfg, dm)
-    module = build_module(run_cfg, net, dm)
-    module.load_state_dict(ckpt["state_dict"])
-    module.eval()
-    return run_cfg, dm, module
+    run = load_trained(ckpt_path, batch_size, data_root)
+    return run.cfg, run.datamodule, run.module
 
 
 def run_analysis(module, loader, *, device="cpu", hist_layers="auto", limit_batches=None, pca_classes=4,

@@ -5,14 +5,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import fraction
+from .errors import InvalidValue
+
 
 class _SpikeLoss(nn.Module):
     """Adds an optional firing-rate penalty ``fr_weight · mean firing rate`` (sparsity regularizer)."""
 
     def __init__(self, fr_weight: float = 0.0):
         super().__init__()
-        if fr_weight < 0:
-            raise ValueError(f"fr_weight must be >= 0, got {fr_weight}")
+        if float(fr_weight) < 0:
+            raise InvalidValue(f"fr_weight must be >= 0, got {fr_weight}")
         self.fr_weight = float(fr_weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, firing_rate: torch.Tensor | None = None) -> torch.Tensor:
@@ -34,8 +37,7 @@ class TETLoss(_SpikeLoss):
 
     def __init__(self, lamb: float = 1e-4, means: float = 1.0, fr_weight: float = 0.0):
         super().__init__(fr_weight)
-        if not 0.0 <= lamb <= 1.0:
-            raise ValueError(f"TET lamb must be in [0, 1], got {lamb}")
+        fraction("TET lamb", lamb, high_inclusive=True)
         self.lamb, self.means = float(lamb), float(means)
 
     def task_loss(self, logits, target):

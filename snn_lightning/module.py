@@ -26,6 +26,10 @@ def cumulative_mean(logits: torch.Tensor) -> torch.Tensor:
 class SNNModule(pl.LightningModule):
     """Trains a spiking network that returns per-timestep logits ``[T, B, K]``.
 
+    ``optimizer`` is a factory ``f(param_groups) -> Optimizer`` (a Hydra partial without weight
+    decay): the module gives each parameter group its own ``weight_decay``, the neurons' τ/V_thr
+    only when ``neuron_weight_decay`` (the paper's code decays them too, hence the default).
+
     Logs ``train/loss``, ``train/acc``, ``{val,test}/loss``, ``{val,test}/acc`` and the accuracy of
     the prediction from the mean of logits 1..t as ``{val,test}/acc_t<t>``.
     """
@@ -38,6 +42,7 @@ class SNNModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable | None = None,
         loss: nn.Module | None = None,
+        weight_decay: float = 0.0,
         neuron_weight_decay: bool = True,
         compile: bool = False,
         config: dict | None = None,
@@ -49,6 +54,7 @@ class SNNModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.criterion = loss if loss is not None else MeanCrossEntropy()
+        self.weight_decay = float(weight_decay)
         self.neuron_weight_decay = neuron_weight_decay
         self._compiled = torch.compile(net) if compile else None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -121,8 +127,7 @@ class SNNModule(pl.LightningModule):
         return groups
 
     def configure_optimizers(self):
-        wd = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        optimizer = self.optimizer_factory(self.parameter_groups(wd))
+        optimizer = self.optimizer_factory(self.parameter_groups(self.weight_decay))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -11,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from snn_lightning.runtime import CONF_DIR
+from snn_lightning.config import CONF_DIR
 
 REPO = CONF_DIR.parent
 

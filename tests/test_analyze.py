@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from snn_lightning import analyze
-from snn_lightning.runtime import CONF_DIR
+from snn_lightning.config import CONF_DIR
 
 
 def short_run(root: Path, name: str, *overrides: str) -> Path:
     from hydra import compose, initialize_config_dir
 
-    from snn_lightning.train import train
+    from snn_lightning.cli.train import train
 
     out = root / name
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

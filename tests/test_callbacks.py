@@ -439,7 +439,7 @@ def test_default_callbacks_config_instantiates():
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from snn_lightning.runtime import CONF_DIR
+    from snn_lightning.config import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["paths.output_dir=/tmp/x", "paths.data_dir=/tmp/x", "paths.log_dir=/tmp/x"])

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from helpers import compose_cfg, run_cli
 from snn_lightning.data import DigitsDataModule
-from snn_lightning.train import train
+from snn_lightning.cli.train import train
 
 # tolerances of the 1-process vs 2-process comparison (float32; measured: see the docstring)
 ATOL, RTOL = 1e-6, 1e-5

@@ -10,8 +10,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from helpers import compose_cfg
-from snn_lightning.runtime import CONF_DIR
-from snn_lightning.train import build_net
+from snn_lightning.config import CONF_DIR
+from snn_lightning.experiment import build_net
 
 EXP_DIR = CONF_DIR / "experiment"
 SWEEP_DIR = CONF_DIR.parent / "multirun_sweeps"

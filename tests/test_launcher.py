@@ -20,8 +20,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from helpers import REPO, compose_cfg, run_cli
-from snn_lightning.runtime import CONF_DIR
-from snn_lightning.train import build_trainer, train
+from snn_lightning.config import CONF_DIR
+from snn_lightning.cli.train import train
+from snn_lightning.experiment import build_trainer
 
 
 def _compose_with_hydra(overrides: list[str]):
@@ -234,7 +235,7 @@ def test_multirun_with_ddp_cpu(tmp_path, monkeypatch):
 
 
 def _train_guards_ddp_multirun() -> bool:
-    import snn_lightning.train as t
+    import snn_lightning.cli.train as t
 
     return "_SubprocessScriptLauncher" in inspect.getsource(t)
 
@@ -242,7 +243,7 @@ def _train_guards_ddp_multirun() -> bool:
 @pytest.mark.skipif(not _train_guards_ddp_multirun(), reason="needs the ddp-in-multirun guard in train.py (issue-7 report)")
 def test_plain_ddp_in_a_local_multirun_is_refused(tmp_path):
     """Lightning's plain ddp would re-execute `snn-train -m ...`, so each child rank would re-run the sweep."""
-    from snn_lightning.runtime import UserError
+    from snn_lightning.errors import UserError
 
     try:
         cfg = compose_cfg(tmp_path, ["trainer=ddp_cpu", "trainer.strategy=ddp", "debug=fast", "hydra.mode=MULTIRUN"])
@@ -250,7 +251,7 @@ def test_plain_ddp_in_a_local_multirun_is_refused(tmp_path):
             train(cfg)
         assert not (tmp_path / "checkpoints").exists()
         # ddp_spawn in a multirun, and plain ddp in a single run, are fine (checked up to the Trainer)
-        from snn_lightning.train import check_multirun_strategy
+        from snn_lightning.cli.train import check_multirun_strategy
 
         check_multirun_strategy(build_trainer(compose_cfg(tmp_path, ["trainer=ddp_cpu", "hydra.mode=MULTIRUN"]), [], []))
         check_multirun_strategy(build_trainer(compose_cfg(tmp_path, ["trainer=ddp_cpu", "trainer.strategy=ddp"]), [], []))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from snn_lightning.aggregate import aggregate
-from snn_lightning.runtime import CONF_DIR
+from snn_lightning.config import CONF_DIR
 
 RUN_SH = CONF_DIR.parent / "multirun_sweeps" / "run.sh"
 

@@ -12,8 +12,10 @@ from omegaconf import OmegaConf, open_dict
 from helpers import compose_cfg, run_cli
 from snn_lightning.losses import MeanCrossEntropy, TETLoss
 from snn_lightning.module import SNNModule, cumulative_mean, to_time_major
-from snn_lightning.runtime import UserError, config_groups, per_device_batch_size
-from snn_lightning.train import build_net, train
+from snn_lightning.cli.train import train
+from snn_lightning.config import config_groups
+from snn_lightning.errors import UserError
+from snn_lightning.experiment import build_net, per_device_batch_size
 
 SMOKE = ["debug=smoke", "logger=csv"]
 

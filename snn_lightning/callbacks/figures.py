@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from .. import plots
-from ..runtime import write_json
+from ..runs import write_json
 from ._logging import csv_metrics_path, log_images
 from .neuron_stats import NeuronStatsCallback
 from .predictions import TimestepPredictionCallback

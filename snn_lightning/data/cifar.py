@@ -8,6 +8,7 @@ import torch
 from torchvision import datasets as tvd
 from torchvision import transforms as T_
 
+from ..errors import InvalidValue
 from .common import BaseDataModule, DatasetNotFoundError, TransformSubset, check_fraction, one_line
 
 CIFAR10_MEAN = (0.4913, 0.4821, 0.4465)
@@ -128,7 +129,7 @@ class _CIFARDataModule(BaseDataModule):
         if self.val_fraction > 0:
             n_val = max(1, int(round(n * self.val_fraction)))
             if n_val >= n:
-                raise ValueError(f"val_fraction={self.val_fraction} leaves no training images out of {n}")
+                raise InvalidValue(f"val_fraction={self.val_fraction} leaves no training images out of {n}")
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
             val_idx, train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
             self.train_set = TransformSubset(train_base, train_idx, self.train_transform())

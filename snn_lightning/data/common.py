@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import operator
 import os
 import re
 from collections.abc import Sequence
@@ -13,17 +11,20 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .._checks import choice, fraction, int_at_least
+from ..errors import UserError
+
 ENV_DATA_ROOT = "SNN_DATA_ROOT"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """The dataset is not on disk (or fails its integrity check) and downloading was not requested.
 
     The message is a single line naming the expected folder/files and how to obtain them.
     """
 
 
-class EventFileError(RuntimeError):
+class EventFileError(UserError, RuntimeError):
     """An event-camera recording could not be decoded (corrupt, truncated or empty file)."""
 
 
@@ -32,38 +33,10 @@ def one_line(text: Any) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
-# ------------------------------------------------------------------------------------------------
-# argument checks (ValueError naming the bad value and what is allowed)
-# ------------------------------------------------------------------------------------------------
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int >= ``minimum`` (bools, floats and strings are rejected)."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return v
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
-    return value
-
-
-def check_fraction(name: str, value: Any, *, low_inclusive: bool = True, high: float = 1.0) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, {high}), got {value!r}") from None
-    ok = (v >= 0.0 if low_inclusive else v > 0.0) and v < high and math.isfinite(v)
-    if not ok:
-        lo = "[0" if low_inclusive else "(0"
-        raise ValueError(f"{name} must be in {lo}, {high}), got {value!r}")
-    return v
+# argument checks: the one validation module, re-exported for the data modules
+check_int = int_at_least
+check_choice = choice
+check_fraction = fraction
 
 
 def resolve_root(root: str | os.PathLike | None, folder: str) -> str:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..errors import InvalidValue
 from .common import BaseDataModule, check_fraction, check_int, random_shift_crop
 
 
@@ -80,7 +81,7 @@ class DigitsDataModule(BaseDataModule):
         self.val_fraction = check_fraction("val_fraction", val_fraction)
         self.test_fraction = check_fraction("test_fraction", test_fraction, low_inclusive=False)
         if self.val_fraction + self.test_fraction >= 0.9:
-            raise ValueError(
+            raise InvalidValue(
                 f"val_fraction + test_fraction must leave at least 10% for training, got "
                 f"{self.val_fraction} + {self.test_fraction}"
             )

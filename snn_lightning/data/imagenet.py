@@ -8,6 +8,7 @@ import torch
 from torchvision import datasets as tvd
 from torchvision import transforms as T_
 
+from ..errors import InvalidValue
 from .common import BaseDataModule, DatasetNotFoundError, check_int
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,12 +121,12 @@ class ImageNetDataModule(BaseDataModule):
             if train_classes != val_classes:
                 only_t = sorted(set(train_classes) - set(val_classes))[:5]
                 only_v = sorted(set(val_classes) - set(train_classes))[:5]
-                raise ValueError(
+                raise InvalidValue(
                     f"ImageNet class folders differ between {base}/train and {base}/val "
                     f"(only in train: {only_t}, only in val: {only_v}); labels would not match"
                 )
             if len(train_classes) > self.num_classes:
-                raise ValueError(
+                raise InvalidValue(
                     f"ImageNet at {base} has {len(train_classes)} classes but num_classes={self.num_classes}"
                 )
             self.train_set = tvd.ImageFolder(os.path.join(base, "train"), transform=self.train_transform())

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from .base import GlobalAvgPool, SpikingNetwork, Stem, TimeDistributed, check_T, layer_factories, neuron_factory, norm_factory
+from .._checks import choice
+from .base import GlobalAvgPool, SpikingNetwork, Stem, TimeDistributed, layer_factories, neuron_factory, norm_factory
 from .convnets import CNN7, ConvNormLIF, SmallCNN
 from .resnet import BasicBlock, ResNet19, SEWBlock, SEWResNet34, SpikingResNet34
 
@@ -38,9 +39,7 @@ def create_model(
     ``kwargs`` go to the backbone (e.g. ``input_size`` for cnn7, ``channels`` for small_cnn,
     ``conv_bias``, ``zero_init_residual`` for the ResNet-34s).
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; allowed: {sorted(MODELS)}")
-    check_T(T)
+    choice("model", name, sorted(MODELS))
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, T=T, neuron=neuron, norm=norm, **kwargs)
 
 

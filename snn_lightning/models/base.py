@@ -12,23 +12,20 @@ layout. The models themselves carry no export code.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
+from .._checks import check_T, choice
+from ..errors import InvalidValue
 from ..neurons import LIF, reset_net
-from ..norm import build_norm
+from ..norm import NORM_KINDS, build_norm
 from .keys import upgrade_in_place
 
 NeuronFactory = Callable[[], nn.Module]
 NormFactory = Callable[[int], nn.Module]
-
-
-def check_T(T) -> int:
-    if isinstance(T, bool) or not isinstance(T, int) or T <= 0:
-        raise ValueError(f"T must be a positive int, got {T!r}")
-    return T
 
 
 def neuron_factory(neuron: Mapping | Callable[[], nn.Module] | None = None) -> NeuronFactory:
@@ -36,9 +33,8 @@ def neuron_factory(neuron: Mapping | Callable[[], nn.Module] | None = None) -> N
     if neuron is None:
         return LIF
     if isinstance(neuron, Mapping):
-        kwargs = dict(neuron)
-        LIF(**kwargs)  # fail at build time, with LIF's own message, on a bad option
-        return lambda: LIF(**kwargs)
+        # the first layer built validates the options, with LIF's own message
+        return functools.partial(LIF, **dict(neuron))
     if callable(neuron):
         return neuron
     raise TypeError(f"neuron must be a dict of LIF kwargs, a factory or None, got {type(neuron).__name__}")
@@ -48,8 +44,8 @@ def norm_factory(norm: str | Callable[[int], nn.Module], T: int, dim: int = 2) -
     """A factory ``f(num_features)`` building one norm layer of the given kind per call."""
     if callable(norm):
         return norm
-    build_norm(norm, 1, T, dim)  # validate the kind once, up front
-    return lambda num_features: build_norm(norm, num_features, T, dim)
+    choice("norm", norm, list(NORM_KINDS))  # before any layer exists: the kind is checked once, here
+    return functools.partial(build_norm, norm, T=T, dim=dim)
 
 
 def layer_factories(T: int, neuron, norm, conv_bias: bool | None = None) -> tuple[NeuronFactory, NormFactory, bool]:
@@ -115,13 +111,17 @@ class SpikingNetwork(nn.Module):
         super().__init__()
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
-        self.T = check_T(T)
+        self._T = check_T(T)
         self.input_size = input_size
 
-    def __setattr__(self, name, value):
-        if name == "T":
-            check_T(value)
-        super().__setattr__(name, value)
+    @property
+    def T(self) -> int:
+        """The number of timesteps, fixed when the network is built (the norms are sized by it)."""
+        return self._T
+
+    @T.setter
+    def T(self, value) -> None:
+        raise InvalidValue(f"T is fixed when a network is built (T={self._T}); build a new network for T={value!r}")
 
     def _check_input(self, x) -> None:
         if not isinstance(x, torch.Tensor):

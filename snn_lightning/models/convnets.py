@@ -15,6 +15,9 @@ from collections import OrderedDict
 
 from torch import nn
 
+from .._checks import positive_int
+from ..errors import InvalidValue
+
 from .base import NeuronFactory, NormFactory, SpikingNetwork, Stem, TimeDistributed, layer_factories
 
 
@@ -51,8 +54,8 @@ class CNN7(SpikingNetwork):
     ):
         if input_size is None:
             input_size = 48 if in_channels == 2 else 32
-        if input_size <= 0 or input_size % 8:
-            raise ValueError(f"CNN7 input_size must be a positive multiple of 8, got {input_size!r}")
+        if positive_int("CNN7 input_size", input_size) % 8:
+            raise InvalidValue(f"CNN7 input_size must be a positive multiple of 8, got {input_size!r}")
         super().__init__(num_classes, in_channels, T, input_size=int(input_size))
         neuron, norm, bias = layer_factories(T, neuron, norm, conv_bias)
 
@@ -99,7 +102,9 @@ class SmallCNN(SpikingNetwork):
         norm: NormFactory | str = "tdbn",
         channels: int = 32,
         conv_bias: bool | None = None,
+        input_size: int | None = None,
     ):
+        # the 2x2 pool takes any input size, so input_size (passed by every caller alike) is not pinned
         super().__init__(num_classes, in_channels, T)
         neuron, norm, bias = layer_factories(T, neuron, norm, conv_bias)
         c = int(channels)

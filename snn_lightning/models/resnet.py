@@ -122,7 +122,9 @@ class ResNet19(_ResNet):
         neuron: NeuronFactory | dict | None = None,
         norm: NormFactory | str = "tdbn",
         conv_bias: bool | None = None,
+        input_size: int | None = None,
     ):
+        # global average pooling takes any input size: input_size is accepted but not pinned
         super().__init__(num_classes, in_channels, T)
         neuron, norm, bias = layer_factories(T, neuron, norm, conv_bias)
         self.stem = Stem(conv3x3(in_channels, 64, 1, bias), norm(64), neuron())
@@ -142,7 +144,9 @@ class _ResNet34Base(_ResNet):
         norm: NormFactory | str = "tdbn",
         conv_bias: bool | None = None,
         zero_init_residual: bool = False,
+        input_size: int | None = None,
     ):
+        # global average pooling takes any input size: input_size is accepted but not pinned
         super().__init__(num_classes, in_channels, T)
         neuron, norm, bias = layer_factories(T, neuron, norm, conv_bias)
         stem_conv = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=bias)

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import choice
 from ..surrogates import Surrogate, spike
 
 SG_MODES = ("as", "rs", "trsg")
 RESETS = ("soft", "hard")
 
 
-def check_choice(name: str, value, allowed) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {list(allowed)}")
-    return value
+check_choice = choice  # the one validator (snn_lightning._checks)
 
 
 def charge(u_prev: torch.Tensor, current: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:

@@ -1,28 +1,19 @@
 """The LIF neuron with pluggable surrogate shape, SG formulation, reset and MP-Init."""
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from .._checks import float_above, fraction
+
 from ..surrogates import build_surrogate
 from . import functional as F
 from .base import StatefulModule
 
 BACKENDS = ("auto", "torch", "fused")
-
-
-def _scalar(name: str, value, minimum: float, allowed: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number {allowed}, got {value!r}") from None
-    if not math.isfinite(value) or value <= minimum:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return value
 
 
 class LIF(StatefulModule):
@@ -58,15 +49,13 @@ class LIF(StatefulModule):
         carry_state: bool = False,
     ):
         super().__init__()
-        tau = _scalar("tau", tau, 1.0, "greater than 1")
-        v_threshold = _scalar("v_threshold", v_threshold, 0.0, "greater than 0")
+        tau = float_above("tau", tau, 1.0)
+        v_threshold = float_above("v_threshold", v_threshold, 0.0)
         self.reset_mode = F.check_choice("reset", reset, F.RESETS)
         self.sg_mode = F.check_choice("sg_mode", sg_mode, F.SG_MODES)
         self.mp_init_stat = F.check_choice("mp_init_stat", mp_init_stat, ("active", "all"))
         self.backend = F.check_choice("backend", backend, BACKENDS)
-        momentum = float(mp_init_momentum)
-        if not 0.0 < momentum <= 1.0:
-            raise ValueError(f"mp_init_momentum must be in (0, 1], got {mp_init_momentum!r}")
+        momentum = fraction("mp_init_momentum", mp_init_momentum, low_inclusive=False, high_inclusive=True)
         self.surrogate = build_surrogate(surrogate)
         self.detach_reset = bool(detach_reset)
         self.mp_init = bool(mp_init)

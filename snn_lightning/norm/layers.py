@@ -15,21 +15,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_T, choice
+
 NORM_KINDS = ("none", "bn", "tdbn", "tebn", "tab")
 
 _BN_BY_DIM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
 def _check_dim(dim: int) -> int:
-    if dim not in _BN_BY_DIM:
-        raise ValueError(f"dim must be one of {sorted(_BN_BY_DIM)} (spatial dims after C), got {dim!r}")
-    return dim
-
-
-def _check_T(T) -> int:
-    if isinstance(T, bool) or not isinstance(T, int) or T <= 0:
-        raise ValueError(f"T must be a positive int, got {T!r}")
-    return T
+    return choice("dim (spatial dims after C)", dim, sorted(_BN_BY_DIM))
 
 
 class TimeNorm(nn.Module):
@@ -38,7 +32,7 @@ class TimeNorm(nn.Module):
     def __init__(self, num_features: int, T: int, dim: int = 2):
         super().__init__()
         self.num_features = int(num_features)
-        self.T = _check_T(T)
+        self.T = check_T(T)
         self.dim = _check_dim(dim)
 
     def _allowed_ranks(self) -> tuple[int, ...]:
@@ -153,8 +147,7 @@ def build_norm(kind: str, num_features: int, T: int, dim: int = 2, **bn_kwargs) 
     ``dim`` is the number of spatial dims after C (2 for ``[T, B, C, H, W]``, 1 for ``[T, B, C(, L)]``).
     Extra keyword arguments (``eps``, ``momentum``, ...) go to the inner BatchNorm.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"unknown norm {kind!r}; allowed: {list(NORM_KINDS)}")
+    choice("norm", kind, list(NORM_KINDS))
     if kind == "none":
-        return NoNorm(num_features, _check_T(T), _check_dim(dim))
+        return NoNorm(num_features, check_T(T), _check_dim(dim))
     return _KINDS[kind](num_features, T, dim, **bn_kwargs)

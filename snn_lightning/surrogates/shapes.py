@@ -15,6 +15,9 @@ import math
 import torch
 from torch import nn
 
+from .._checks import float_above
+from ..errors import InvalidValue
+
 
 class _Spike(torch.autograd.Function):
     @staticmethod
@@ -68,10 +71,7 @@ class Surrogate(nn.Module):
 
 
 def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
+    return float_above(name, value, 0.0, "a positive finite number")
 
 
 class Rectangular(Surrogate):
@@ -180,12 +180,12 @@ def build_surrogate(spec) -> Surrogate:
     if isinstance(spec, str):
         key = spec.lower()
         if key not in SURROGATES:
-            raise ValueError(f"unknown surrogate {spec!r}; allowed: {sorted(SURROGATES)}")
+            raise InvalidValue(f"unknown surrogate {spec!r}; allowed: {sorted(SURROGATES)}")
         return SURROGATES[key]()
     if isinstance(spec, dict) or hasattr(spec, "items"):
         kwargs = dict(spec)
         name = kwargs.pop("name", None)
         if name is None or str(name).lower() not in SURROGATES:
-            raise ValueError(f"unknown surrogate {name!r}; allowed: {sorted(SURROGATES)}")
+            raise InvalidValue(f"unknown surrogate {name!r}; allowed: {sorted(SURROGATES)}")
         return SURROGATES[str(name).lower()](**kwargs)
-    raise ValueError(f"unknown surrogate {spec!r}; allowed: {sorted(SURROGATES)} or a Surrogate instance")
+    raise InvalidValue(f"unknown surrogate {spec!r}; allowed: {sorted(SURROGATES)} or a Surrogate instance")
