@@ -171,3 +171,89 @@ def test_fold_and_deepcopy_after_a_training_forward():
     folded = fold_thresholds(net)
     x = torch.rand(3, 1, 8, 8)
     assert torch.allclose(folded(x), net.eval()(x), atol=1e-5)
+
+
+# -- snn-export ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """Two smoke runs written by snn-train: tdbn (NIR-exportable) and tebn (TorchScript only)."""
+    from helpers import compose_cfg
+    from snn_lightning.cli.train import train
+
+    runs = {}
+    for norm in ("tdbn", "tebn"):
+        out = tmp_path_factory.mktemp(f"run_{norm}")
+        train(compose_cfg(out, ["debug=smoke", "logger=none", "T=2", f"norm={norm}", "neuron.v_threshold=0.5"]))
+        runs[norm] = out / "checkpoints" / "last.ckpt"
+        assert runs[norm].is_file()
+    return runs
+
+
+def _export(capsys, *args, exits=False):
+    """Run ``snn-export args`` in process; with ``exits`` it must exit with status 2."""
+    from snn_lightning.cli.export import main
+
+    if exits:
+        with pytest.raises(SystemExit) as stop:
+            main(list(args))
+        assert stop.value.code == 2
+    else:
+        main(list(args))
+    return capsys.readouterr()
+
+
+def _run_logits(ckpt):
+    from snn_lightning.experiment import load_trained
+
+    trained = load_trained(ckpt)
+    trained.datamodule.setup("test")
+    x, _ = next(iter(trained.datamodule.test_dataloader()))
+    with torch.no_grad():
+        return trained.net, x, trained.net(x)
+
+
+def test_snn_export_nir_and_torchscript_give_the_checkpoints_logits(trained_runs, tmp_path, capsys):
+    from snn_lightning.export import from_nir
+
+    ckpt = trained_runs["tdbn"]
+    net, x, ref = _run_logits(ckpt)
+    out = _export(capsys, f"ckpt_path={ckpt}", "format=nir", f"out={tmp_path / 'net.nir'}")
+    assert f"to {tmp_path / 'net.nir'}" in out.out and "max |logit difference|" in out.out
+    with torch.no_grad():
+        assert (from_nir(tmp_path / "net.nir")(x) - ref).abs().max() < 1e-4
+    _export(capsys, f"ckpt_path={ckpt}", "format=torchscript", f"out={tmp_path / 'net.pt'}")
+    with torch.no_grad(), pytest.warns(FutureWarning):
+        scripted = torch.jit.load(str(tmp_path / "net.pt"))
+        assert (scripted(x) - ref).abs().max() < 1e-4
+    # the default file name sits next to the checkpoint
+    _export(capsys, f"ckpt_path={ckpt}")
+    assert ckpt.with_suffix(".nir").is_file()
+
+
+def test_snn_export_errors_are_one_line_and_overwrite_nothing(trained_runs, tmp_path, capsys):
+    ckpt = trained_runs["tdbn"]
+    existing = tmp_path / "keep.nir"
+    existing.write_text("precious")
+    cases = [
+        (["ckpt_path=/no/such.ckpt"], "error: checkpoint /no/such.ckpt does not exist"),
+        ([f"ckpt_path={ckpt}", "format=onnx"], "error: unknown format 'onnx'; allowed: nir, torchscript"),
+        ([f"ckpt_path={ckpt}", "fromat=nir"], "error: unknown key 'fromat'; allowed: ckpt_path, format, out, overwrite"),
+        ([f"ckpt_path={ckpt}", f"out={existing}"], f"error: {existing} exists; pass overwrite=true to replace it"),
+        ([f"ckpt_path={trained_runs['tebn']}", f"out={tmp_path / 'tebn.nir'}"], "error: cannot export TEBN (stem.norm) to NIR"),
+        (["format=nir"], "error: ckpt_path=... is required"),
+    ]
+    for args, message in cases:
+        err = _export(capsys, *args, exits=True).err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), err
+    assert existing.read_text() == "precious"
+    assert not (tmp_path / "tebn.nir").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_snn_export_torchscript_keeps_time_dependent_norms(trained_runs, tmp_path, capsys):
+    ckpt = trained_runs["tebn"]
+    net, x, ref = _run_logits(ckpt)
+    with pytest.warns(UserWarning, match="TEBN scales each timestep"):
+        _export(capsys, f"ckpt_path={ckpt}", "format=torchscript", f"out={tmp_path / 'tebn.pt'}")
+    with torch.no_grad(), pytest.warns(FutureWarning):
+        assert (torch.jit.load(str(tmp_path / "tebn.pt"))(x) - ref).abs().max() < 1e-4

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidValue
 from ..models.base import GlobalAvgPool, SpikingNetwork, Stem
 from ..models.resnet import BasicBlock, SEWBlock
 from ..neurons import LIF, reset_net
@@ -58,14 +59,14 @@ class GraphBuilder:
 
     def add(self, name: str, node: nir.NIRNode, sources: list[str]) -> list[str]:
         if name in self.nodes:
-            raise ValueError(f"to_nir: two nodes named {name!r}")
+            raise RuntimeError(f"to_nir: two nodes named {name!r}")
         self.nodes[name] = node
         self.edges.extend((s, name) for s in sources)
         return [name]
 
     def shape(self, module: nn.Module, which: int = 1) -> tuple[int, ...]:
         if id(module) not in self.shapes:
-            raise ValueError(f"to_nir: {type(module).__name__} never ran in the example forward")
+            raise RuntimeError(f"to_nir: {type(module).__name__} never ran in the example forward")
         return self.shapes[id(module)][which]
 
     def full(self, shape, value) -> np.ndarray:
@@ -75,7 +76,7 @@ class GraphBuilder:
 @functools.singledispatch
 def nir_nodes(module: nn.Module, g: GraphBuilder, name: str, sources: list[str]) -> list[str]:
     """Add ``module``'s nodes to ``g``; ``sources`` feed it (summed); returns the nodes its output is the sum of."""
-    raise ValueError(f"to_nir has no NIR rule for {type(module).__name__} ({name}); register one with @nir_nodes.register")
+    raise InvalidValue(f"to_nir has no NIR rule for {type(module).__name__} ({name}); register one with @nir_nodes.register")
 
 
 def _join(prefix: str, child: str) -> str:
@@ -103,7 +104,7 @@ def _(module, g, name, sources):
 @nir_nodes.register
 def _(conv: nn.Conv2d, g, name, sources):
     if conv.padding_mode != "zeros":
-        raise ValueError(f"to_nir: {name} pads with {conv.padding_mode!r}; NIR's Conv2d pads with zeros")
+        raise InvalidValue(f"to_nir: {name} pads with {conv.padding_mode!r}; NIR's Conv2d pads with zeros")
     bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
     padding = conv.padding if isinstance(conv.padding, str) else tuple(int(p) for p in conv.padding)
     node = nir.Conv2d(
@@ -127,9 +128,9 @@ def _(fc: nn.Linear, g, name, sources):
 @nir_nodes.register
 def _(lif: LIF, g, name, sources):
     if lif.emits_scaled:
-        raise ValueError(f"to_nir: {name} still emits V_thr·S; export the folded network")
+        raise InvalidValue(f"to_nir: {name} still emits V_thr·S; export the folded network")
     if lif.carry_state:
-        raise ValueError(f"to_nir: {name} carries its state across calls; NIR graphs start every sequence afresh")
+        raise InvalidValue(f"to_nir: {name} carries its state across calls; NIR graphs start every sequence afresh")
     shape = g.shape(lif)
     tau, v_thr = float(lif.tau.detach()), float(lif.v_threshold.detach())
     metadata = {
@@ -161,7 +162,7 @@ def _pool_params(pool, nd=2):
 @nir_nodes.register
 def _(pool: nn.AvgPool2d, g, name, sources):
     if pool.ceil_mode or (not pool.count_include_pad and np.any(_pool_params(pool)[2])) or pool.divisor_override:
-        raise ValueError(f"to_nir: {name} uses AvgPool2d options NIR cannot express")
+        raise InvalidValue(f"to_nir: {name} uses AvgPool2d options NIR cannot express")
     k, s, p = _pool_params(pool)
     return g.add(name, nir.AvgPool2d(kernel_size=k, stride=s, padding=p), sources)
 
@@ -170,7 +171,7 @@ def _(pool: nn.AvgPool2d, g, name, sources):
 def _(pool: nn.AdaptiveAvgPool2d, g, name, sources):
     (h, w), (oh, ow) = g.shape(pool, 0)[-2:], g.shape(pool)[-2:]
     if h % oh or w % ow:
-        raise ValueError(f"to_nir: {name} pools {h}x{w} to {oh}x{ow}, which no fixed NIR AvgPool2d window gives")
+        raise InvalidValue(f"to_nir: {name} pools {h}x{w} to {oh}x{ow}, which no fixed NIR AvgPool2d window gives")
     k = np.array([h // oh, w // ow], dtype=np.int64)
     return g.add(name, nir.AvgPool2d(kernel_size=k, stride=k.copy(), padding=np.zeros(2, dtype=np.int64)), sources)
 
@@ -178,7 +179,7 @@ def _(pool: nn.AdaptiveAvgPool2d, g, name, sources):
 @nir_nodes.register
 def _(pool: GlobalAvgPool, g, name, sources):
     if pool.dims != 2:
-        raise ValueError(f"to_nir: {name} averages {pool.dims} spatial dims; NIR has AvgPool2d only")
+        raise InvalidValue(f"to_nir: {name} averages {pool.dims} spatial dims; NIR has AvgPool2d only")
     c, h, w = g.shape(pool, 0)
     k = np.array([h, w], dtype=np.int64)
     out = g.add(name, nir.AvgPool2d(kernel_size=k, stride=k.copy(), padding=np.zeros(2, dtype=np.int64)), sources)
@@ -189,9 +190,9 @@ def _(pool: GlobalAvgPool, g, name, sources):
 def _(pool: nn.MaxPool2d, g, name, sources):
     # max over 0/1 spikes = 1 if any spike in the window = Threshold(SumPool > 1/2); padding adds 0s
     if not (len(sources) == 1 and sources[0] in g.binary):
-        raise ValueError(f"to_nir: {name} max-pools a signal that is not 0/1 spikes; NIR has no max pooling")
+        raise InvalidValue(f"to_nir: {name} max-pools a signal that is not 0/1 spikes; NIR has no max pooling")
     if pool.ceil_mode or pool.dilation not in (1, (1, 1)):
-        raise ValueError(f"to_nir: {name} uses MaxPool2d options NIR cannot express")
+        raise InvalidValue(f"to_nir: {name} uses MaxPool2d options NIR cannot express")
     k, s, p = _pool_params(pool)
     out = g.add(f"{name}.sum", nir.SumPool2d(kernel_size=k, stride=s, padding=p), sources)
     out = g.add(name, nir.Threshold(threshold=g.full(g.shape(pool), 0.5)), out)
@@ -204,7 +205,7 @@ def _(flat: nn.Flatten, g, name, sources):
     shape = g.shape(flat, 0)  # per-sample shape: the module runs on [T, B, ...]
     lead = flat.start_dim if flat.start_dim >= 0 else None
     if lead != 2:
-        raise ValueError(f"to_nir: {name} must flatten from dim 2 of [T, B, ...] (got start_dim={flat.start_dim})")
+        raise InvalidValue(f"to_nir: {name} must flatten from dim 2 of [T, B, ...] (got start_dim={flat.start_dim})")
     end = flat.end_dim - 2 if flat.end_dim >= 0 else flat.end_dim
     return g.add(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=end), sources)
 
@@ -219,7 +220,7 @@ def _input_shape(g, module: nn.Module) -> tuple[int, ...]:
     for m in module.modules():
         if id(m) in g.shapes:
             return g.shapes[id(m)][0]
-    raise ValueError(f"to_nir: {type(module).__name__} never ran in the example forward")
+    raise RuntimeError(f"to_nir: {type(module).__name__} never ran in the example forward")
 
 
 @nir_nodes.register
@@ -260,7 +261,7 @@ def refuse_time_dependent_norms(model: nn.Module) -> None:
     """One-line ``ValueError`` for a norm that scales each timestep differently (no NIR node does)."""
     for name, m in model.named_modules():
         if isinstance(m, (TEBN, TAB)):
-            raise ValueError(
+            raise InvalidValue(
                 f"cannot export {type(m).__name__} ({name}) to NIR: it scales each timestep differently, which "
                 "time-invariant NIR nodes cannot express; allowed norms: none, bn, tdbn"
             )
@@ -301,17 +302,17 @@ def to_nir(model: nn.Module, input_size: int | None = None) -> nir.NIRGraph:
     refused with a one-line ``ValueError``; so is any module without a rule (:func:`nir_nodes`).
     """
     if not isinstance(model, SpikingNetwork):
-        raise ValueError(f"to_nir exports a SpikingNetwork, got {type(model).__name__}")
+        raise InvalidValue(f"to_nir exports a SpikingNetwork, got {type(model).__name__}")
     refuse_time_dependent_norms(model)
     size = input_size or getattr(model, "input_size", None)
     if not size:
-        raise ValueError(f"to_nir: {type(model).__name__} has no input_size; pass input_size=H (square inputs)")
+        raise InvalidValue(f"to_nir: {type(model).__name__} has no input_size; pass input_size=H (square inputs)")
     dtype = next(model.parameters()).dtype
     x = torch.zeros(1, model.in_channels, int(size), int(size), dtype=dtype, device=next(model.parameters()).device)
     deployed = fold_thresholds(fuse_conv_norm(model, x))
     for name, m in deployed.named_modules():
         if isinstance(m, (TDBN, PerFrameBN)):
-            raise ValueError(f"to_nir: the norm {name} could not be fused into a convolution")
+            raise InvalidValue(f"to_nir: the norm {name} could not be fused into a convolution")
     g = GraphBuilder(record_shapes(deployed, x), np.dtype(str(dtype).replace("torch.", "")))
     g.add("input", nir.Input(input_type={"input": np.array([model.in_channels, int(size), int(size)])}), [])
     out = nir_nodes(deployed, g, "", ["input"])

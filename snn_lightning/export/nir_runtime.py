@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidValue
 from ..neurons import functional as F
 from .nir_graph import DT
 
@@ -53,48 +54,68 @@ class Elementwise(nn.Module):
         return x * self.value if self.op == "scale" else (x > self.value).to(x.dtype)
 
 
-class NIRLIF(nn.Module):
-    """A NIR ``LIF`` node stepped with forward Euler over ``[T, B, ...]`` (paper Eqs. 1-3 when r=1, v_leak=0)."""
+FIRE_RULES = {"v / v_threshold - 1 > 0": "rs", "v - v_threshold > 0": "as", "v > v_threshold": "as"}
 
-    def __init__(self, node: nir.LIF, dt: float):
+
+class InferenceLIF(nn.Module):
+    """A LIF neuron for inference, stepped over ``[T, B, ...]``: paper Eqs. 1-3 with a plain Heaviside.
+
+    It is the NIR ``LIF`` node in forward Euler (``v ← v + (v_leak + r·I − v)/τ``, τ in steps) with
+    the metadata :mod:`.nir_graph` writes: ``reset`` (soft: ``v −= v_threshold`` after a spike;
+    hard: ``v := v_reset``), ``v_init`` (U[0]) and ``fire`` (the exact comparison). No autograd
+    Function is involved, so ``torch.jit.trace`` can record it.
+    """
+
+    def __init__(self, tau, v_threshold, reset: str = "hard", v_init: float = 0.0, fire: str = "v > v_threshold",
+                 r=None, v_leak=None, v_reset=None):
         super().__init__()
-        meta = _meta(node)
-        tau_steps = meta.get("tau_steps")  # τ exactly, where the exporter wrote it (tau/dt rounds)
-        self.register_buffer("tau", _t(node.tau) / dt if tau_steps is None else torch.full(node.tau.shape, float(tau_steps), dtype=_t(node.tau).dtype))
-        for name in ("r", "v_leak", "v_threshold", "v_reset"):
-            self.register_buffer(name, _t(getattr(node, name)))
-        self.reset_mode = str(meta.get("reset", "hard"))
+        self.register_buffer("tau", torch.as_tensor(tau))
+        self.register_buffer("v_threshold", torch.as_tensor(v_threshold))
+        self.reset_mode = str(reset)
         if self.reset_mode not in F.RESETS:
-            raise ValueError(f"from_nir: LIF reset {self.reset_mode!r} unknown; allowed: {list(F.RESETS)}")
-        self.v_init = float(meta.get("v_init", 0.0))
-        self.fire = str(meta.get("fire", "v > v_threshold"))
+            raise InvalidValue(f"LIF reset {self.reset_mode!r} unknown; allowed: {list(F.RESETS)}")
+        if str(fire) not in FIRE_RULES:
+            raise InvalidValue(f"LIF fire rule {fire!r} unknown; allowed: {list(FIRE_RULES)}")
+        self.sg_argument = FIRE_RULES[str(fire)]
+        self.v_init = float(v_init)
+        # r = 1, v_leak = 0, v_reset = 0 (every export of ours) are skipped, so the arithmetic is Eq. 1's bit for bit
+        self.r = None if r is None or bool(torch.all(torch.as_tensor(r) == 1)) else torch.as_tensor(r)
+        self.v_leak = None if v_leak is None or bool(torch.all(torch.as_tensor(v_leak) == 0)) else torch.as_tensor(v_leak)
+        self.v_reset = None if v_reset is None or bool(torch.all(torch.as_tensor(v_reset) == 0)) else torch.as_tensor(v_reset)
 
-    def _spike(self, m):
-        if self.fire == "v / v_threshold - 1 > 0":
-            x = F.sg_argument(m, self.v_threshold, "rs")
-        elif self.fire in ("v - v_threshold > 0", "v > v_threshold"):
-            x = F.sg_argument(m, self.v_threshold, "as")
-        else:
-            raise ValueError(f"from_nir: LIF fire rule {self.fire!r} unknown")
-        return (x > 0).to(m.dtype)
+    @classmethod
+    def from_nir(cls, node: nir.LIF, dt: float) -> "InferenceLIF":
+        meta = _meta(node)
+        tau = _t(node.tau) / dt
+        if "tau_steps" in meta:  # τ exactly, where the exporter wrote it (tau/dt rounds)
+            tau = torch.full_like(tau, float(meta["tau_steps"]))
+        return cls(tau, _t(node.v_threshold), str(meta.get("reset", "hard")), float(meta.get("v_init", 0.0)),
+                   str(meta.get("fire", "v > v_threshold")), _t(node.r), _t(node.v_leak), _t(node.v_reset))
+
+    @classmethod
+    def from_lif(cls, lif) -> "InferenceLIF":
+        """The 0/1-spike inference form of a (folded) ``neurons.LIF``."""
+        if lif.emits_scaled:
+            raise InvalidValue("InferenceLIF.from_lif needs a folded LIF (0/1 spikes); run fold_thresholds first")
+        return cls(lif.tau.detach().clone(), lif.v_threshold.detach().clone(), lif.reset_mode,
+                   float(lif.mp_init_mean) if lif.mp_init else 0.0,
+                   "v - v_threshold > 0" if lif.sg_mode == "as" else "v / v_threshold - 1 > 0")
 
     def forward(self, x):
+        tau, v_thr = self.tau.to(x.dtype), self.v_threshold.to(x.dtype)
         u = torch.full_like(x[0], self.v_init)
         out = []
         for t in range(x.shape[0]):
-            current = x[t] if self._plain_input else self.v_leak + self.r * x[t]
-            m = F.charge(u, current, self.tau)
-            s = self._spike(m)
-            if self.reset_mode == "soft":
-                u = F.reset(m, s, self.v_threshold, "soft")
-            else:
-                u = F.reset(m, s, self.v_threshold, "hard") + self.v_reset * s
+            current = x[t] if self.r is None else self.r.to(x.dtype) * x[t]
+            if self.v_leak is not None:
+                current = current + self.v_leak.to(x.dtype)
+            m = F.charge(u, current, tau)
+            s = (F.sg_argument(m, v_thr, self.sg_argument) > 0).to(m.dtype)
+            u = F.reset(m, s, v_thr, self.reset_mode)
+            if self.reset_mode == "hard" and self.v_reset is not None:
+                u = u + self.v_reset.to(x.dtype) * s
             out.append(s)
         return torch.stack(out)
-
-    @property
-    def _plain_input(self) -> bool:  # r = 1 and v_leak = 0: the current is the input, bit for bit
-        return bool(torch.all(self.r == 1) and torch.all(self.v_leak == 0))
 
 
 def _conv2d(node: nir.Conv2d) -> nn.Module:
@@ -141,7 +162,7 @@ _BUILDERS = {
     nir.Flatten: lambda n, dt: _flatten(n),
     nir.Scale: lambda n, dt: Elementwise(n.scale, "scale"),
     nir.Threshold: lambda n, dt: Elementwise(n.threshold, "threshold"),
-    nir.LIF: lambda n, dt: NIRLIF(n, dt),
+    nir.LIF: lambda n, dt: InferenceLIF.from_nir(n, dt),
 }
 
 
@@ -160,7 +181,7 @@ def _topological(graph: nir.NIRGraph) -> list[str]:
                 if indeg[b] == 0:
                     ready.append(b)
     if len(order) != len(graph.nodes):
-        raise ValueError("from_nir: the graph has a cycle (recurrent NIR graphs are not supported)")
+        raise InvalidValue("from_nir: the graph has a cycle (recurrent NIR graphs are not supported)")
     return order
 
 
@@ -182,7 +203,7 @@ class NIRNetwork(nn.Module):
             node = graph.nodes[name]
             build = _BUILDERS.get(type(node))
             if build is None:
-                raise ValueError(f"from_nir: node {name!r} is a {type(node).__name__}; supported: {sorted(c.__name__ for c in _BUILDERS)}")
+                raise InvalidValue(f"from_nir: node {name!r} is a {type(node).__name__}; supported: {sorted(c.__name__ for c in _BUILDERS)}")
             self._keys[name] = f"n{i}"  # ModuleDict keys may not contain dots
             self.layers[self._keys[name]] = build(node, self.dt)
 
@@ -192,7 +213,7 @@ class NIRNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:  # a static image: direct encoding, the same input at every step
             if self.T is None:
-                raise ValueError("from_nir: the graph has no T in its metadata; pass T= or feed frames [T, B, C, H, W]")
+                raise InvalidValue("from_nir: the graph has no T in its metadata; pass T= or feed frames [T, B, C, H, W]")
             x = x.unsqueeze(0).expand(self.T, *x.shape)
         values = {}
         for name in self.order:
