@@ -1,5 +1,6 @@
 """NIR export/import: a round trip through nir.write/nir.read gives the trained model's logits."""
 import copy
+import warnings
 
 import nir
 import numpy as np
@@ -148,3 +149,43 @@ def test_bad_requests_fail_in_one_line():
     with pytest.raises(ValueError, match="is a CubaLI; supported: ") as err:
         from_nir(g)
     assert_one_line(err.value)
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+@pytest.mark.parametrize("sg_mode", ["as", "rs", "trsg"])
+def test_inference_lif_matches_the_reference_loop(reset, sg_mode):
+    """InferenceLIF (from_nir's and TorchScript's neuron) against LIF.reference, spike for spike."""
+    from snn_lightning.export import InferenceLIF
+    from snn_lightning.neurons import LIF
+
+    torch.manual_seed(0)
+    lif = LIF(tau=1.7, v_threshold=0.6, reset=reset, sg_mode=sg_mode, backend="torch").double()
+    lif.mp_init_mean.fill_(0.23)
+    lif.scaled_output = False  # the folded form: 0/1 spikes
+    x = torch.randn(6, 4, 50, dtype=torch.float64)
+    with torch.no_grad():
+        ref = lif.eval()(x)
+        got = InferenceLIF.from_lif(lif)(x)
+    assert torch.equal(got, ref) and 0 < ref.mean() < 1
+    lif.scaled_output = True
+    if sg_mode == "trsg":
+        with pytest.raises(ValueError, match="folded LIF"):
+            InferenceLIF.from_lif(lif)
+
+
+@pytest.mark.parametrize("name,norm", [("small_cnn", "tebn"), ("small_cnn", "tab"), ("resnet19", "tdbn")])
+def test_torchscript_gives_the_trained_logits_for_any_batch(name, norm, tmp_path):
+    from snn_lightning.export import to_torchscript
+
+    model, cin, size = trained_like(name, norm=norm)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = to_torchscript(model, input_size=size)  # traced on a batch of 2
+    unfused = [w for w in caught if "unfused" in str(w.message)]
+    assert bool(unfused) == (norm != "tdbn")  # TEBN/TAB stay in place, named in the warning
+    with pytest.warns(FutureWarning):  # torch.jit.save/load are deprecated upstream
+        torch.jit.save(traced, str(tmp_path / "net.pt"))
+        loaded = torch.jit.load(str(tmp_path / "net.pt"))
+    x = inputs(cin, size)[0]  # a batch of 3
+    assert (logits(loaded, x) - logits(model, x)).abs().max() < TOL
+
