@@ -10,7 +10,7 @@ from snn_lightning.models import create_model
 from snn_lightning.models.base import TimeDistributed
 from snn_lightning.neurons import LIF
 
-from export_models import TINY, B, T, trained_like  # noqa: E402
+from export_models import B, T, trained_like  # noqa: E402
 
 
 def neuron_outputs(model, x):

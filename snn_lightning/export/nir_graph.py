@@ -6,7 +6,7 @@ folded into the consumers) and every tdBN/BN inside its convolution — as stand
 over 0/1 spikes is "any spike in the window"), ``Flatten``, ``Scale`` (the folded identity
 shortcuts) and ``Output``. A residual addition is a node with several incoming edges: NIR sums them.
 
-What standard NIR does not say, carried in metadata (docs/export.md lists it for consumers):
+What standard NIR does not say, carried in metadata (README "Export" lists it for consumers):
 
 * graph ``metadata``: ``T`` (timesteps), ``dt`` (seconds per timestep), ``encoding`` ("direct": a
   static image is fed unchanged at every one of the T steps), ``readout`` (the Output carries one
@@ -15,7 +15,8 @@ What standard NIR does not say, carried in metadata (docs/export.md lists it for
   ``v := v − v_threshold`` after a spike, which a consumer MUST honour instead of ``v_reset``;
   ``v_init`` — the membrane at the start of every sequence (MP-Init's U[0]); a consumer MUST start
   from it, not from 0; ``fire`` — the exact comparison ("v / v_threshold - 1 > 0" or
-  "v - v_threshold > 0"), equal to NIR's ``v > v_threshold`` up to rounding.
+  "v - v_threshold > 0"), equal to NIR's ``v > v_threshold`` up to rounding; ``tau_steps`` — τ in
+  timesteps, exactly (``tau / dt`` rounds in the last bit).
 
 The LIF dynamics are Eq. 1 exactly: NIR's ``tau·dv/dt = (v_leak − v) + r·I`` stepped by forward
 Euler with ``dt`` gives ``v ← v + (I − v)·dt/tau``, so ``tau = τ·dt``, ``r = 1``, ``v_leak = 0``.
@@ -37,7 +38,7 @@ from ..models.resnet import BasicBlock, SEWBlock
 from ..neurons import LIF, reset_net
 from ..norm.layers import TAB, TDBN, TEBN, PerFrameBN
 from .fold import fold_thresholds
-from .fuse import example_input, fuse_conv_norm
+from .fuse import fuse_conv_norm
 
 DT = 1e-4  # seconds per timestep; snnTorch's and norse's NIR importers assume this step length
 FORMAT = "snn_lightning.nir/1"
@@ -328,4 +329,4 @@ def to_nir(model: nn.Module, input_size: int | None = None) -> nir.NIRGraph:
     return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=metadata)
 
 
-__all__ = ["DT", "FORMAT", "nir_nodes", "to_nir", "example_input"]
+__all__ = ["DT", "FORMAT", "GraphBuilder", "nir_nodes", "refuse_time_dependent_norms", "to_nir"]
