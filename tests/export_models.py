@@ -12,6 +12,7 @@ TINY = {
     "resnet19": (3, 8, {}),
     "cnn7": (2, 16, {"input_size": 16}),
     "sew_resnet34": (3, 16, {}),
+    "resnet34": (3, 16, {}),
     "small_cnn": (1, 8, {}),
 }
 T, B = 2, 2

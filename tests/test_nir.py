@@ -65,6 +65,11 @@ def test_round_trip_residual_networks(name, reset, tmp_path):
     check_round_trip(name, tmp_path, neuron={"reset": reset})
 
 
+@pytest.mark.slow
+def test_round_trip_plain_resnet34(tmp_path):
+    check_round_trip("resnet34", tmp_path)
+
+
 def test_graph_holds_standard_nodes_and_the_documented_metadata():
     model, cin, size = trained_like("sew_resnet34")
     g = to_nir(model, input_size=size)
