@@ -180,3 +180,23 @@ def test_upgrade_is_idempotent_and_refuses_mixed_names():
     assert upgrade_key("stem.norm.bn.weight") == "stem.norm.bn.weight"
     with pytest.raises(ValueError, match="body.0.bn1.bn.weight"):
         upgrade_state_dict({"body.0.bn1.bn.weight": 1, "body.0.norm1.bn.weight": 2})
+
+
+def test_a_model_that_really_has_a_bn1_keeps_its_keys():
+    """The key map renames only keys the loading model does not have (a user's block may say bn1)."""
+    from snn_lightning.models.base import SpikingNetwork
+
+    class Mine(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn1 = nn.BatchNorm1d(3)
+            self.sn1 = LIF()
+
+    net = create_model("small_cnn", num_classes=3, in_channels=1, T=2, channels=4)
+    assert isinstance(net, SpikingNetwork)
+    net.body.append(Mine())
+    sd = net.state_dict()
+    assert "body.1.bn1.running_mean" in sd and "body.1.sn1.raw_tau" in sd
+    other = create_model("small_cnn", num_classes=3, in_channels=1, T=2, channels=4)
+    other.body.append(Mine())
+    other.load_state_dict(sd)  # strict: nothing renamed

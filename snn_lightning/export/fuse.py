@@ -82,7 +82,7 @@ def trace_conv_readers(model: nn.Module, x: torch.Tensor) -> dict[str, set[str]]
     for name, m in model.named_modules():
         if isinstance(m, CONVS):
             hooks.append(m.register_forward_hook(on_conv(name)))
-        elif name and not m._modules or isinstance(m, TimeNorm):
+        elif (name and not m._modules) or isinstance(m, TimeNorm):  # leaves, and norm wrappers as one reader
             hooks.append(m.register_forward_pre_hook(on_input(name)))
     try:
         model(x)
@@ -106,9 +106,16 @@ def _inner_bn(norm: nn.Module) -> tuple[_BN | None, str]:
 
 
 def conv_norm_pairs(model: nn.Module, x: torch.Tensor | None = None) -> tuple[list[tuple[str, str]], list[str]]:
-    """The fusable (conv, norm) name pairs of ``model`` and a line for each pair or norm left unfused."""
+    """The fusable (conv, norm) name pairs of ``model`` and a line for each pair or norm left unfused.
+
+    Traces one forward in evaluation mode (``model``'s own mode is restored afterwards).
+    """
+    was_training = model.training
     model.eval()
-    readers = trace_conv_readers(model, example_input(model) if x is None else x)
+    try:
+        readers = trace_conv_readers(model, example_input(model) if x is None else x)
+    finally:
+        model.train(was_training)
     modules = dict(model.named_modules())
     pairs, skipped, paired_norms = [], [], set()
     for conv, names in readers.items():

@@ -309,6 +309,8 @@ def to_nir(model: nn.Module, input_size: int | None = None) -> nir.NIRGraph:
     if not size:
         raise InvalidValue(f"to_nir: {type(model).__name__} has no input_size; pass input_size=H (square inputs)")
     dtype = next(model.parameters()).dtype
+    if dtype not in (torch.float16, torch.float32, torch.float64):
+        raise InvalidValue(f"to_nir writes float16/32/64 weights; convert the {dtype} model first (model.float())")
     x = torch.zeros(1, model.in_channels, int(size), int(size), dtype=dtype, device=next(model.parameters()).device)
     deployed = fold_thresholds(fuse_conv_norm(model, x))
     for name, m in deployed.named_modules():

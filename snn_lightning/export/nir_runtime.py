@@ -79,9 +79,9 @@ class InferenceLIF(nn.Module):
         self.sg_argument = FIRE_RULES[str(fire)]
         self.v_init = float(v_init)
         # r = 1, v_leak = 0, v_reset = 0 (every export of ours) are skipped, so the arithmetic is Eq. 1's bit for bit
-        self.r = None if r is None or bool(torch.all(torch.as_tensor(r) == 1)) else torch.as_tensor(r)
-        self.v_leak = None if v_leak is None or bool(torch.all(torch.as_tensor(v_leak) == 0)) else torch.as_tensor(v_leak)
-        self.v_reset = None if v_reset is None or bool(torch.all(torch.as_tensor(v_reset) == 0)) else torch.as_tensor(v_reset)
+        for name, value, neutral in (("r", r, 1), ("v_leak", v_leak, 0), ("v_reset", v_reset, 0)):
+            keep = value is not None and not bool(torch.all(torch.as_tensor(value) == neutral))
+            self.register_buffer(name, torch.as_tensor(value) if keep else None)
 
     @classmethod
     def from_nir(cls, node: nir.LIF, dt: float) -> "InferenceLIF":
@@ -193,7 +193,9 @@ class NIRNetwork(nn.Module):
         meta = _meta(graph)
         self.T = int(T if T is not None else meta.get("T", 0)) or None
         self.dt = float(meta.get("dt", DT))
-        (self.input_name,) = graph.inputs  # one input, one output
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise InvalidValue(f"from_nir runs graphs with one Input and one Output, got {len(graph.inputs)} and {len(graph.outputs)}")
+        (self.input_name,) = graph.inputs
         (self.output_name,) = graph.outputs
         self.order = _topological(graph)
         self.sources = {k: [a for a, b in graph.edges if b == k] for k in graph.nodes}

@@ -150,7 +150,7 @@ class SpikingNetwork(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before the conv*/norm*/lif* rename load unchanged (models/keys.py)
-        upgrade_in_place(state_dict, prefix)
+        upgrade_in_place(state_dict, prefix, expected=set(self.state_dict(keep_vars=True)))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def neuron_layers(self) -> list[tuple[str, LIF]]:

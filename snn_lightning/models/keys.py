@@ -53,20 +53,27 @@ def upgrade_state_dict(state_dict: Mapping) -> OrderedDict:
     return out
 
 
-def upgrade_in_place(state_dict: dict, prefix: str = "") -> None:
+def upgrade_in_place(state_dict: dict, prefix: str = "", expected=None) -> None:
     """Rename, inside ``state_dict``, the keys under ``prefix`` that use an old name.
 
     For ``_load_from_state_dict``: ``nn.Module.load_state_dict`` hands every module the one dict
-    it loads from, so renaming there before the children read it is enough.
+    it loads from, so renaming there before the children read it is enough. With ``expected`` (the
+    keys the loading module has, without ``prefix``) a key is renamed only when its old name is not
+    expected and its new one is, so a model of someone else's that really has a ``bn1`` keeps it.
     """
-    old = [k for k in state_dict if k.startswith(prefix) and upgrade_key(k[len(prefix):]) != k[len(prefix):]]
-    for key in old:
-        new = prefix + upgrade_key(key[len(prefix):])
+    moved = []
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        tail = key[len(prefix):]
+        new_tail = upgrade_key(tail)
+        if new_tail == tail or (expected is not None and (tail in expected or new_tail not in expected)):
+            continue
+        new = prefix + new_tail
         if new in state_dict:
             raise ValueError(f"state_dict has both {key!r} and its current name {new!r}; keep one of them")
         state_dict[new] = state_dict.pop(key)
+        moved.append(key)
     metadata = getattr(state_dict, "_metadata", None)  # per-module versions, keyed by module prefix
-    if metadata is not None and old:
+    if metadata is not None and moved:
         for key in [k for k in metadata if k.startswith(prefix)]:
             new = prefix + upgrade_key(key[len(prefix):])
             if new != key:
