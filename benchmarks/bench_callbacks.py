@@ -36,7 +36,8 @@ import torch
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
-from snn_lightning.callbacks import FigureCallback, NeuronRecorder, NeuronStatsCallback, TimestepPredictionCallback
+from snn_lightning.callbacks import FigureCallback, NeuronStatsCallback, TimestepPredictionCallback
+from snn_lightning.monitor import NeuronRecorder
 from snn_lightning.models import create_model
 from snn_lightning.module import SNNModule
 

@@ -10,13 +10,14 @@ or combine them without a model.
 """
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from . import runs
 
 Series = tuple[list[float], list[float]]  # (steps, values)
 
@@ -200,28 +201,6 @@ def plot_logit_pca(
 
 
 # -- training curves and neuron parameters -----------------------------------------------------
-def load_metrics_csv(path: str | Path) -> dict[str, Series]:
-    """Every column of a Lightning ``metrics.csv`` as ``{name: (steps, values)}`` (empty cells skipped)."""
-    out: dict[str, Series] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                step = float(row.get("step") or "nan")
-            except ValueError:
-                continue
-            for key, val in row.items():
-                if key in ("step", "epoch") or val in ("", None):
-                    continue
-                try:
-                    v = float(val)
-                except ValueError:
-                    continue
-                s = out.setdefault(key, ([], []))
-                s[0].append(step)
-                s[1].append(v)
-    return out
-
-
 def _plot_series(ax, history: Mapping[str, Series], keys: Sequence[str], **kw) -> int:
     n = 0
     for key in keys:
@@ -377,8 +356,29 @@ def write_stage_figures(
     return written
 
 
+def draw_stage_data(
+    path: str | Path,
+    outdir: str | Path,
+    fr_layers: int = 6,
+    class_names: Sequence[str] | None = None,
+    pred_mode: str = "instant",
+    title: str | None = None,
+) -> dict[str, Path]:
+    """The figures of one stage data file (``runs.write_stage_data``) into ``outdir``, by
+    :func:`write_stage_figures`; ``{}`` when the file is missing or holds nothing. The one drawing
+    path of the figure callback and ``snn-analyze``."""
+    data = runs.read_stage_data(path)
+    if data is None:
+        return {}
+    return write_stage_figures(
+        outdir, data["stage"], data.get("neurons"), data.get("histograms"), data.get("predictions"), data.get("pca"),
+        fr_layers, class_names, pred_mode=pred_mode, title=title,
+    )
+
+
 def write_history_figures(outdir: str | Path, history: Mapping[str, Series], title: str | None = None) -> dict[str, Path]:
-    """``training_curves`` and ``neuron_params`` from a metrics history (e.g. :func:`load_metrics_csv`)."""
+    """``training_curves`` and ``neuron_params`` from a metrics history, ``{name: (steps, values)}``
+    (e.g. ``runs.read_metrics_csv(path).history()``)."""
     outdir = Path(outdir)
     written: dict[str, Path] = {}
     if any(k.startswith(("train/", "val/")) for k in history):

@@ -15,6 +15,9 @@ Every writer is fast (well under a second) and deterministic for a given ``seed`
 * ``write_fake_imagenet`` -> ``<root>/train/<wnid>/*.JPEG`` and ``<root>/val/<wnid>/*.JPEG``
 * ``write_fake_cifar10_dvs`` -> ``<root>/CIFAR10DVS/<class>/*.aedat4`` plus ``CIFAR10DVS.zip``
 * ``write_aedat4`` / ``make_events`` -> one AEDAT4 file written in pure Python.
+* ``write_fake_nmnist`` -> ``<root>/NMNIST/{Train,Test}/<digit>/*.bin`` (40-bit events, ``write_bin_events``)
+* ``write_fake_ncaltech101`` -> ``<root>/NCALTECH101/Caltech101/<class>/image_NNNN.bin``
+* ``write_fake_dvs_gesture`` -> ``<root>/DVSGesture/ibmGesture{Train,Test}/user<NN>_<light>/<class>.npy``
 
 The CIFAR pickles are not the official files, so their md5 sums differ: load them with
 ``verify_md5=False``.
@@ -345,3 +348,112 @@ def read_aedat4_events(path) -> np.ndarray:
     ev = read_aedat4(str(path))
     ev.dtype.names = ["t", "x", "y", "p"]
     return ev
+
+
+# --------------------------------------------------------------------------------------------
+# N-MNIST / N-Caltech101 40-bit event files, DVS128 Gesture (tonic's preprocessed .npy layout)
+# --------------------------------------------------------------------------------------------
+NCALTECH101_BACKGROUND = "BACKGROUND_Google"
+
+
+def encode_bin_events(x, y, t, p) -> bytes:
+    """The 40-bit event encoding of N-MNIST and N-Caltech101 (Orchard et al.): 5 bytes per event,
+    ``x`` (8 bit), ``y`` (8 bit), then polarity in bit 7 of byte 3 and the timestamp (µs, 23 bit)
+    in the remaining 7 + 8 + 8 bits, most significant first. ``y == 240`` is reserved (tonic reads
+    it as a timestamp-overflow marker), so ``y < 240``."""
+    x, y, t, p = (np.asarray(a, dtype=np.int64) for a in (x, y, t, p))
+    if len(x) and (x.min() < 0 or x.max() > 255 or y.min() < 0 or y.max() >= 240):
+        raise ValueError("x must be in [0, 255] and y in [0, 239]")
+    if len(t) and (t.min() < 0 or t.max() >= 2**23):
+        raise ValueError("t must be in [0, 2**23) µs")
+    raw = np.zeros((len(x), 5), dtype=np.uint8)
+    raw[:, 0] = x
+    raw[:, 1] = y
+    raw[:, 2] = ((p.astype(bool).astype(np.int64) << 7) | (t >> 16)) & 0xFF
+    raw[:, 3] = (t >> 8) & 0xFF
+    raw[:, 4] = t & 0xFF
+    return raw.tobytes()
+
+
+def write_bin_events(path, x, y, t, p) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_bin_events(x, y, t, p))
+    return path
+
+
+def make_xytp(n_events: int, width: int, height: int, seed: int = 0, x0: int = 0, y0: int = 0,
+              duration_us: int = 300_000) -> dict:
+    """Random time-sorted events on ``[x0, x0 + width) x [y0, y0 + height)``: int64 arrays ``x, y,
+    t`` (µs, starting at 0) and ``p`` (0/1). The corners ``(x0, y0)`` and the far corner are hit
+    so the extent is exactly ``width x height``."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, duration_us, size=n_events)).astype(np.int64)
+    t[0] = 0
+    x = rng.integers(0, width, size=n_events).astype(np.int64) + x0
+    y = rng.integers(0, height, size=n_events).astype(np.int64) + y0
+    x[0], y[0] = x0, y0
+    x[-1], y[-1] = x0 + width - 1, y0 + height - 1
+    return {"x": x, "y": y, "t": t, "p": rng.integers(0, 2, size=n_events).astype(np.int64)}
+
+
+def write_fake_nmnist(root, n_train_per_class: int = 2, n_test_per_class: int = 1, n_events: int = 300,
+                      seed: int = 0) -> Path:
+    """Write ``<root>/NMNIST/{Train,Test}/<digit>/<NNNNN>.bin`` (tonic ``NMNIST``'s layout) with
+    events on the 34x34 sensor. Returns ``root``."""
+    root = Path(root)
+    k = 0
+    for split, n in (("Train", n_train_per_class), ("Test", n_test_per_class)):
+        for digit in range(10):
+            for i in range(n):
+                k += 1
+                ev = make_xytp(n_events, 34, 34, seed=seed * 7919 + k)
+                write_bin_events(root / "NMNIST" / split / str(digit) / f"{k:05d}.bin", ev["x"], ev["y"], ev["t"], ev["p"])
+    return root
+
+
+def ncaltech101_class_names(n_object_classes: int = 100) -> list[str]:
+    """Stand-in class folder names (the real ones are Caltech101's categories minus ``Faces``)."""
+    return [NCALTECH101_BACKGROUND] + [f"category_{c:03d}" for c in range(n_object_classes)]
+
+
+def write_fake_ncaltech101(root, n_per_class: int = 2, n_events: int = 200, seed: int = 0,
+                           n_object_classes: int = 100) -> Path:
+    """Write ``<root>/NCALTECH101/Caltech101/<class>/image_NNNN.bin`` (tonic ``NCALTECH101``'s
+    layout) for ``BACKGROUND_Google`` and ``n_object_classes`` stand-in classes. Each recording has
+    its own extent (width 30..60, height 20..45) at a non-zero offset, like the real ones. Returns
+    ``root``."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(ncaltech101_class_names(n_object_classes)):
+        for i in range(n_per_class):
+            w, h = int(rng.integers(30, 61)), int(rng.integers(20, 46))
+            ev = make_xytp(n_events, w, h, seed=seed * 104_729 + c * 31 + i, x0=int(rng.integers(1, 20)),
+                           y0=int(rng.integers(1, 20)))
+            path = root / "NCALTECH101" / "Caltech101" / name / f"image_{i + 1:04d}.bin"
+            write_bin_events(path, ev["x"], ev["y"], ev["t"], ev["p"])
+    return root
+
+
+def write_gesture_npy(path, x, y, p, t_ms, dtype=np.float64) -> Path:
+    """One DVS128 Gesture sample as tonic's preprocessed archives store it: an ``[N, 4]`` array of
+    ``x, y, p, t`` with ``t`` in milliseconds (tonic multiplies by 1000)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.stack([np.asarray(a) for a in (x, y, p, t_ms)], axis=1).astype(dtype))
+    return path
+
+
+def write_fake_dvs_gesture(root, n_train_users: int = 2, n_test_users: int = 1, n_events: int = 400,
+                           classes=range(11), seed: int = 0, dtype=np.float64) -> Path:
+    """Write ``<root>/DVSGesture/{ibmGestureTrain,ibmGestureTest}/user<NN>_<lighting>/<class>.npy``
+    (tonic ``DVSGesture``'s layout: train users from 1, test users from 24). Returns ``root``."""
+    root = Path(root)
+    lightings = ["fluorescent", "led", "natural", "lab", "fluorescent_led"]
+    for split, users, first in (("ibmGestureTrain", n_train_users, 1), ("ibmGestureTest", n_test_users, 24)):
+        for u in range(users):
+            folder = root / "DVSGesture" / split / f"user{first + u:02d}_{lightings[u % len(lightings)]}"
+            for c in classes:
+                ev = make_xytp(n_events, 128, 128, seed=seed * 65_537 + (first + u) * 101 + c, duration_us=6_000_000)
+                write_gesture_npy(folder / f"{c}.npy", ev["x"], ev["y"], ev["p"], ev["t"] // 1000, dtype=dtype)
+    return root

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snn_lightning.aggregate import aggregate, main, parse_override, same_value
+try:
+    from tests import sweep_rebuild
+except ImportError:  # tests/ is on sys.path (pytest rootdir-less import)
+    import sweep_rebuild
+
+from snn_lightning.cli.aggregate import main
+from snn_lightning.sweeps import aggregate, parse_override, same_value
 
 # acc per (sg, v_threshold) and seed; acc_t1 = acc - 10 points
 ACC = {
@@ -181,16 +187,11 @@ def test_training_curves(tmp_path):
     assert res["written"]["training_curves"] == p and p.read_bytes()[:4] == b"\x89PNG"
     assert matplotlib.image.imread(p).shape[1] > matplotlib.image.imread(p).shape[0]  # one column per panel
 
-    import matplotlib.pyplot as plt
-    from snn_lightning.aggregate import plot_training_curves
-    captured = {}
-    orig = plt.Figure.savefig
-    try:
-        plt.Figure.savefig = lambda self, *a, **k: (captured.setdefault("fig", self), orig(self, *a, **k))
-        plot_training_curves(tmp_path / "again.png", data, "t")
-    finally:
-        plt.Figure.savefig = orig
-    axes = captured["fig"].axes
+    from snn_lightning.plots import save_figure
+    from snn_lightning.sweeps.figures import plot_training_curves
+    fig = plot_training_curves(data, "t")
+    save_figure(fig, tmp_path / "again.png")
+    axes = fig.axes
     assert len(axes) == 4  # 2 panels (reset) x 2 rows (loss, val acc)
     assert [ax.get_title() for ax in axes[:2]] == ["neuron.reset=hard", "neuron.reset=soft"]
     ys = axes[1].lines[0].get_ydata()  # soft panel, loss row, first line (as)
@@ -245,5 +246,139 @@ def test_cli(sweep, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "empty_missing")])
     assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "empty_missing is not a folder" in err
     r = subprocess.run([sys.executable, "-m", "snn_lightning.aggregate", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "snn-aggregate" in r.stdout and "--group-by" in r.stdout
+
+
+# -- the outputs of the aggregator before it became a package ---------------------------------------
+GOLDEN = Path(__file__).parent / "data" / "aggregate_golden"
+# membrane columns with gaps: NaN ends (a layer where no neuron fired at t = 1 or T), a layer logged at
+# one timestep only, a layer without active statistics, unparsable cells, and a job with no active value
+NAN_LAYERS = [
+    {"l0": ([0.1, 0.2, 0.4], [0.5, 0.3, 0.2]), "l1": ([0.0, "nan", -0.2], ["nan", 0.1, 0.3]), "l2": ([0.7], [0.9]),
+     "l3": ([0.3, 0.1, 0.6], None)},
+    {"l0": ([0.2, 0.1, 0.0], ["nan", "nan", "nan"]), "l1": (["x", 0.4, 0.1], ["nan", "nan", "nan"])},
+    {"l0": (["nan", 0.2, "nan"], [0.4, "", 0.1]), "l1": ([0.25, 0.5, 1.0], [0.5, 0.5, 0.5])},
+]
+
+
+def write_membrane_csv(job: Path, layers: dict) -> None:
+    """``test_neuron/<layer>/v_mean[_active]_t<t>`` in a final CSV row after a training row."""
+    cols = {}
+    for layer, (v_all, v_active) in layers.items():
+        for stat, vals in (("v_mean", v_all), ("v_mean_active", v_active)):
+            for t, v in enumerate(vals or [], start=1):
+                cols[f"test_neuron/{layer}/{stat}_t{t}"] = v
+    (job / "csv" / "version_0").mkdir(parents=True)
+    with (job / "csv" / "version_0" / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["epoch", "step", "val/acc", *cols])
+        w.writeheader()
+        w.writerow({"epoch": 0, "step": 10, "val/acc": 0.5, **{k: 9.0 for k in cols}})  # stale where the last row's cell is empty or text
+        w.writerow({"epoch": 3, "step": 60, **cols})
+
+
+def golden_sweeps(base: Path) -> dict[str, tuple[Path, dict]]:
+    """The fabricated sweeps of this file, with the aggregate() arguments each is read with."""
+    fig9 = base / "fig9"
+    for (sg, v), accs in ACC.items():
+        for seed, acc in enumerate(accs, start=1):
+            make_job(fig9, sg, v, seed, acc, drift=(0.2 * seed, 0.4 * seed) if (sg, v) == ("as", 0.5) else None)
+    make_job(fig9, "trsg", 2.0, 3, None, status="failed")
+    make_job(fig9, "as", 2.0, 4, None, status="running")
+    curves = base / "curves"
+    for sg in ("as", "trsg"):
+        for reset in ("soft", "hard"):
+            for vthr in (1.0, 2.0):
+                for seed in (1, 2, 3):
+                    curve = fake_curve(sg, reset, seed) if vthr == 1.0 else [(99.0, 0.0)] * 3
+                    make_job(curves, sg, vthr, seed, 0.8 + 0.01 * seed, reset=reset,
+                             curves=None if (sg, reset, seed) == ("trsg", "hard", 3) else curve)
+    paper = base / "paper"
+    for seed, acc in [(1, 0.5), (2, 0.7)]:
+        make_job(paper, "as", 1.0, seed, acc, paper={"accuracy": 76.09, "std": 0.04, "dataset": "CIFAR100", "table": "Table 1"})
+    nan = base / "nan"
+    for seed, layers in enumerate(NAN_LAYERS, start=1):
+        for sg in ("as", "trsg"):
+            write_membrane_csv(make_job(nan, sg, 1.0, seed, 0.6 + 0.1 * seed + (0.05 if sg == "trsg" else 0.0)), layers)
+    return {"fig9": (fig9, {"paired": ["sg"]}), "curves": (curves, {}), "paper": (paper, {}),
+            "nan": (nan, {"paired": ["sg"]})}
+
+
+GOLDEN_FILES = ("jobs.csv", "summary.csv", "summary.md")
+
+
+def golden_outputs(res: dict) -> dict[str, str]:
+    """What aggregate() wrote (the tables) and the numbers behind the training-curves figure."""
+    out = {name: Path(res["written"][key]).read_text() for name, key in
+           zip(GOLDEN_FILES, ("jobs_csv", "summary_csv", "summary_md"))}
+    curves = res["curves"]
+    if curves is not None:
+        curves = {**curves, "curves": [[list(combo), [[lv, cols] for lv, cols in lines.items()]]
+                                       for combo, lines in curves["curves"].items()]}
+    out["curves.json"] = json.dumps(curves, indent=1, sort_keys=True) + "\n"
+    return out
+
+
+def test_outputs_match_the_old_aggregate(tmp_path):
+    """The package writes, byte for byte, what snn_lightning/aggregate.py wrote before it became one
+    (tests/data/aggregate_golden, made with that module at commit 2fb2da3 from these same sweeps)."""
+    for case, (root, kwargs) in golden_sweeps(tmp_path / "sweeps").items():
+        res = aggregate([root], out=tmp_path / "out" / case, plots=False, **kwargs)
+        for name, text in golden_outputs(res).items():
+            assert text == (GOLDEN / case / name).read_text(), f"{case}/{name}"
+
+
+@pytest.mark.parametrize("result", sorted(sweep_rebuild.COMMANDS))
+def test_committed_results_regenerate(result, tmp_path):
+    """docs/results/<result>: job folders rebuilt from its jobs.csv and aggregated with the README's
+    command give its jobs.csv and summary.md byte for byte, and its summary.csv up to the run time
+    (seconds_mean/std: jobs.csv keeps the seconds to 2 decimals)."""
+    root, options = sweep_rebuild.rebuild(result, tmp_path / "sweep")
+    main([str(root), "--out", str(tmp_path / "out"), "--no-plots", *options])
+    committed = sweep_rebuild.RESULTS / result
+    for name in ("jobs.csv", "summary.md"):
+        assert (tmp_path / "out" / name).read_text() == (committed / name).read_text(), name
+    new, old = read_csv(tmp_path / "out" / "summary.csv"), read_csv(committed / "summary.csv")
+    assert (tmp_path / "out" / "summary.csv").read_text().splitlines()[0] == (committed / "summary.csv").read_text().splitlines()[0]
+    assert len(new) == len(old) > 0
+    for a, b in zip(new, old):
+        for col in ("seconds_mean", "seconds_std"):
+            x, y = a.pop(col), b.pop(col)
+            assert (x == "") == (y == "") and (x == "" or abs(float(x) - float(y)) <= 0.01), (col, x, y)
+        assert a == b
+
+
+@pytest.mark.slow  # a fresh interpreter (torch, matplotlib): ~5 s
+def test_figures_keep_to_the_object_api(sweep, tmp_path):
+    """The sweep figures never load pyplot (no global figure registry, no backend switch)."""
+    code = ("import sys; from snn_lightning.sweeps import aggregate; "
+            f"res = aggregate([{str(sweep)!r}], out={str(tmp_path / 'agg')!r}); "
+            "assert {'accuracy_vs', 'per_timestep'} <= set(res['written']), res['written']; "
+            "assert 'matplotlib.pyplot' not in sys.modules; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_neuron_drift_nan_rules(tmp_path):
+    """The drift is monitor.drift over the layers whose first and last logged value are numbers; a
+    statistic logged at one timestep only has none; v_mean_t<t> averages the layers that are not NaN at t."""
+    from snn_lightning.sweeps.read import read_neuron_drift
+
+    jobs = []
+    for i, layers in enumerate(NAN_LAYERS):
+        jobs.append(tmp_path / f"j{i}")
+        jobs[-1].mkdir()
+        write_membrane_csv(jobs[-1], layers)
+    d = read_neuron_drift(jobs[0])
+    assert d["drift"] == pytest.approx((0.3 + 0.2 + 0.3) / 3)  # l0, l1 (NaN inside only), l3; not l2
+    assert d["drift_active"] == pytest.approx(0.3)  # l0 only: l1 starts with NaN, l3 has none
+    assert d["v_mean_t2"] == pytest.approx((0.2 + 0.1) / 2)  # l1 is NaN at t = 2
+    d = read_neuron_drift(jobs[1])
+    assert "drift_active" not in d  # no layer fired
+    assert d["drift"] == pytest.approx((0.2 + (9.0 - 0.1)) / 2)  # l1's t = 1 cell is text: the earlier row's 9.0
+    d = read_neuron_drift(jobs[2])
+    assert d["drift"] == pytest.approx(0.75) and d["drift_active"] == pytest.approx((0.3 + 0.0) / 2)
+    (tmp_path / "empty").mkdir()
+    assert read_neuron_drift(tmp_path / "empty") == {}  # no CSV log

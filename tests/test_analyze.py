@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from snn_lightning import analyze
+from snn_lightning import runs as run_folder
+from snn_lightning.cli import analyze
 from snn_lightning.config import CONF_DIR
 
 
@@ -121,15 +122,15 @@ def test_two_checkpoints_side_by_side(runs, tmp_path):
 def test_resolve_checkpoint_choices(runs, tmp_path):
     on, _ = runs
     best = json.loads((on / "metrics.json").read_text())["best_checkpoint"]
-    assert analyze.resolve_checkpoint(on) == (Path(best), on)
-    assert analyze.resolve_checkpoint(on, "last") == (on / "checkpoints" / "last.ckpt", on)
+    assert run_folder.resolve_checkpoint(on) == (Path(best), on)
+    assert run_folder.resolve_checkpoint(on, "last") == (on / "checkpoints" / "last.ckpt", on)
     ckpt = on / "checkpoints" / "last.ckpt"
-    assert analyze.resolve_checkpoint(ckpt) == (ckpt, on)
+    assert run_folder.resolve_checkpoint(ckpt) == (ckpt, on)
     # without metrics.json: the highest val_acc in the file name
     (tmp_path / "r" / "checkpoints").mkdir(parents=True)
     for name in ("epoch000-val_acc0.5000.ckpt", "epoch001-val_acc0.7500.ckpt", "last.ckpt"):
         (tmp_path / "r" / "checkpoints" / name).write_bytes(b"x")
-    assert analyze.resolve_checkpoint(tmp_path / "r")[0].name == "epoch001-val_acc0.7500.ckpt"
+    assert run_folder.resolve_checkpoint(tmp_path / "r")[0].name == "epoch001-val_acc0.7500.ckpt"
 
 
 def run_main(argv, capsys):
@@ -157,3 +158,34 @@ def test_help_as_module():
     r = subprocess.run([sys.executable, "-m", "snn_lightning.analyze", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "RUN_OR_CKPT" in r.stdout and "--limit-batches" in r.stdout and "--layer" in r.stdout and "--out" in r.stdout
+
+
+def test_analyze_and_figure_callback_share_the_stage_file_format(runs, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from snn_lightning import plots
+    from snn_lightning.callbacks import FigureCallback
+
+    on, _ = runs
+    writes, draws = [], []
+    write, draw = run_folder.write_stage_data, plots.draw_stage_data
+    monkeypatch.setattr(run_folder, "write_stage_data", lambda *a, **k: writes.append(a[0]) or write(*a, **k))
+    monkeypatch.setattr(plots, "draw_stage_data", lambda *a, **k: draws.append(a[0]) or draw(*a, **k))
+    out = tmp_path / "a"
+    analyze.analyze([str(on), "--out", str(out), "--limit-batches", "1"])
+    assert writes == [out / "data.json"] and draws == [out / "data.json"]
+    analysis_pngs = {p.stem for p in out.glob("test_*.png")}
+    assert {"test_membrane_stem.lif", "test_firing_rate", "test_predictions", "test_logit_pca"} <= analysis_pngs
+    # the file snn-train's callbacks wrote is one snn-analyze's drawer reads, and the other way round
+    callback_file = on / "figures" / "data" / "test.json"
+    cb_data, an_data = json.loads(callback_file.read_text()), json.loads((out / "data.json").read_text())
+    assert set(cb_data) == set(an_data) and cb_data["stage"] == an_data["stage"] == "test"
+    assert set(cb_data["neurons"]) == set(an_data["neurons"]) and set(cb_data["histograms"]) == set(an_data["histograms"])
+    redrawn = plots.draw_stage_data(callback_file, tmp_path / "redrawn")
+    assert set(redrawn) == {p.stem for p in (on / "figures").glob("test_*.png")}
+    figs = tmp_path / "figs"
+    (figs / "data").mkdir(parents=True)
+    (figs / "data" / "test.json").write_text((out / "data.json").read_text())
+    cb = FigureCallback(dirpath=str(figs))
+    cb.on_test_end(SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path), global_step=0, loggers=[]), None)
+    assert set(cb.written) == analysis_pngs

@@ -13,12 +13,10 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from snn_lightning.callbacks import (
-    FigureCallback,
+from snn_lightning.callbacks import FigureCallback, NeuronStatsCallback, TimestepPredictionCallback
+from snn_lightning.monitor import (
     NeuronRecorder,
-    NeuronStatsCallback,
     PredictionRecorder,
-    TimestepPredictionCallback,
     batch_histogram,
     drift,
     find_neuron_layers,
@@ -367,8 +365,9 @@ def test_records_once_per_optimizer_step_with_accumulation(tmp_path):
 def test_eval_epochs_log_to_every_logger_and_feed_figures(tmp_path):
     torch.manual_seed(0)
     model = TinySNN()
-    stats = NeuronStatsCallback(every_n_steps=3, hist_layers="all", hist_bins=8)
-    preds = TimestepPredictionCallback(pca_classes=2, pca_max_samples=20)
+    # the three meet in the stage data files under one dirpath
+    stats = NeuronStatsCallback(every_n_steps=3, hist_layers="all", hist_bins=8, dirpath=str(tmp_path / "figs"))
+    preds = TimestepPredictionCallback(pca_classes=2, pca_max_samples=20, dirpath=str(tmp_path / "figs"))
     figs = FigureCallback(dirpath=str(tmp_path / "figs"), fr_layers=6)
     mem = MemoryLogger()
     csv = CSVLogger(tmp_path, name="csv", version="")
@@ -403,7 +402,7 @@ def test_eval_epochs_log_to_every_logger_and_feed_figures(tmp_path):
 
 def test_figures_without_csv_logger_use_memory_history(tmp_path):
     model = TinySNN()
-    stats = NeuronStatsCallback(every_n_steps=1, hist_layers=None)
+    stats = NeuronStatsCallback(every_n_steps=1, hist_layers=None, dirpath=str(tmp_path / "figs"))
     figs = FigureCallback(dirpath=str(tmp_path / "figs"))
     trainer = make_trainer(tmp_path, [stats, figs], False, max_epochs=2, limit_train_batches=2, limit_val_batches=0)
     train_dl, val_dl = loaders()

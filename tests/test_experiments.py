@@ -63,6 +63,9 @@ FAKE = {
     "CIFAR100DataModule": FakeData(100, 3, 32),
     "ImageNetDataModule": FakeData(1000, 3, 224),
     "CIFAR10DVSDataModule": FakeData(10, 2, 48),
+    "DVSGestureDataModule": FakeData(11, 2, 64),
+    "NMNISTDataModule": FakeData(10, 2, 34),
+    "NCaltech101DataModule": FakeData(101, 2, 48),
     "DigitsDataModule": FakeData(10, 1, 8),
 }
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from snn_lightning import plots
+from snn_lightning import plots, runs
 
 T = 4
 
@@ -81,7 +81,7 @@ def test_curves_and_params_from_csv(tmp_path):
         "1,10,1.5,,,,2.1,0.9,0.2,0.2\n"
         "1,19,,0.7,0.6,0.7,,,,\n"
     )
-    hist = plots.load_metrics_csv(csv)
+    hist = runs.read_metrics_csv(csv).history()
     assert hist["train/loss_step"] == ([0.0, 5.0, 10.0], [2.3, 2.0, 1.5])
     assert hist["tau/stem.lif"] == ([0.0, 10.0], [2.0, 2.1])
     fig = plots.plot_training_curves(hist)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from snn_lightning.aggregate import aggregate
 from snn_lightning.config import CONF_DIR
+from snn_lightning.sweeps import aggregate
 
 RUN_SH = CONF_DIR.parent / "multirun_sweeps" / "run.sh"
 

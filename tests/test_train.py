@@ -179,6 +179,7 @@ def test_cli_train_then_eval(tmp_path):
     [
         (["model=resnet91"], "error: unknown model 'resnet91'; allowed: cnn7, resnet19, resnet34, sew_resnet34, small_cnn"),
         (["sg=as,rss"], "error: unknown sg 'rss'; allowed: as, rs, trsg"),
+        (["data=mnist"], "error: unknown data 'mnist'; allowed: cifar10, cifar100, cifar10_dvs, digits"),
         (["T=0"], "error: T must be a positive integer number of timesteps, got 0"),
         (["T=-3"], "error: T must be a positive integer number of timesteps, got -3"),
         (["trainer=ddp_cpu", "batch_size=7"], "error: batch_size 7 does not divide across 2 processes"),

@@ -1,12 +1,17 @@
-"""Observability callbacks: neuron statistics, per-timestep predictions and the paper's figures.
+"""Observability callbacks: thin Lightning adapters over :mod:`snn_lightning.monitor`.
 
 Cheap enough to leave on: statistics are reduced inside the neuron's monitor to a few numbers per
 layer and timestep, monitors exist only on the steps that record, and nothing activation-sized is
-kept between steps. See ``conf/callbacks/default.yaml`` for the defaults.
+kept between steps. :class:`StageCallback` (``_base.py``) maps the val/test hooks once; the
+collecting callbacks write each stage's numbers to the run's stage data files, which
+:class:`FigureCallback` draws. See ``conf/callbacks/default.yaml`` for the defaults.
 """
+from ._base import RecordSchedule, StageCallback
 from .figures import FigureCallback
 from .neuron_stats import NeuronStatsCallback
 from .predictions import TimestepPredictionCallback
+
+# the monitors live in the library (snn_lightning.monitor); re-exported for code that imported them from here
 from ..monitor import (
     NeuronRecorder,
     PredictionRecorder,
@@ -26,6 +31,8 @@ __all__ = [
     "NeuronRecorder",
     "NeuronStatsCallback",
     "PredictionRecorder",
+    "RecordSchedule",
+    "StageCallback",
     "TimestepPredictionCallback",
     "batch_histogram",
     "batch_reduction",

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import runs
+
 
 def is_wandb(logger) -> bool:
     try:
@@ -58,6 +60,6 @@ def csv_metrics_path(trainer) -> Path | None:
     for logger in trainer.loggers:
         if is_csv(logger):
             logger.save()
-            path = Path(logger.log_dir) / "metrics.csv"
+            path = Path(logger.log_dir) / runs.METRICS_CSV
             return path if path.is_file() else None
     return None

@@ -5,15 +5,14 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from .. import plots
-from ..runs import write_json
+from .. import plots, runs
+from .._checks import choice
+from ._base import clear_stale_stage_data, figures_dir
 from ._logging import csv_metrics_path, log_images
-from .neuron_stats import NeuronStatsCallback
-from .predictions import TimestepPredictionCallback
 
 
 class FigureCallback(pl.Callback):
-    """Draws the paper's analysis figures from what the other observability callbacks collected.
+    """Draws the paper's analysis figures from the stage data files the observability callbacks write.
 
     At the end of fit (from the last validation epoch; the last recorded training step when there
     was no validation) and at the end of test, into ``dirpath`` (default
@@ -25,11 +24,15 @@ class FigureCallback(pl.Callback):
     * ``<stage>_predictions.png`` — predicted-class distribution per timestep (Fig. 7);
     * ``<stage>_logit_pca.png`` — PCA of logits per timestep (Figs. 4-5);
     * ``training_curves.png``, ``neuron_params.png`` (fit only) — loss/accuracy curves and V_thr, τ,
-      MP-Init mean of every layer over training, from the CSV logger's ``metrics.csv`` (or from the
-      callbacks' own history when no CSV logger is attached).
+      MP-Init mean of every layer over training, from the CSV logger's ``metrics.csv`` (without a
+      CSV logger: this callback's own record of ``train/``/``val/`` metrics per epoch and the
+      ``data/params.jsonl`` history :class:`NeuronStatsCallback` appends to).
 
-    The numbers behind each stage's figures go to ``data/<stage>.json``. Every PNG is also logged
-    to each wandb logger as the image ``figures/<name>``. Runs on global rank 0 only.
+    The stage figures come from ``<dirpath>/data/<stage>.json`` (``runs.stage_data_path``), written by
+    :class:`NeuronStatsCallback` and :class:`TimestepPredictionCallback` given the same ``dirpath``
+    (``conf/callbacks/default.yaml`` sets all three to the run's ``figures/``), and are drawn by
+    ``plots.draw_stage_data``, as ``snn-analyze`` draws its own. Every PNG is also logged to each
+    wandb logger as the image ``figures/<name>``. Runs on global rank 0 only.
     """
 
     def __init__(
@@ -42,11 +45,9 @@ class FigureCallback(pl.Callback):
         log_to_wandb: bool = True,
     ):
         super().__init__()
-        if pred_mode not in ("instant", "cumulative"):
-            raise ValueError(f"pred_mode must be 'instant' or 'cumulative', got {pred_mode!r}")
-        self.dirpath = dirpath
+        self.dirpath = None if dirpath is None else str(dirpath)
         self.fr_layers = int(fr_layers)
-        self.pred_mode = pred_mode
+        self.pred_mode = choice("pred_mode", pred_mode, ("instant", "cumulative"))
         self.at_fit_end = bool(at_fit_end)
         self.at_test_end = bool(at_test_end)
         self.log_to_wandb = bool(log_to_wandb)
@@ -54,11 +55,10 @@ class FigureCallback(pl.Callback):
         self.written: dict[str, Path] = {}
 
     def _dir(self, trainer) -> Path:
-        return Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "figures"
+        return figures_dir(trainer, self.dirpath)
 
-    @staticmethod
-    def _find(trainer, cls):
-        return next((cb for cb in trainer.callbacks if isinstance(cb, cls)), None)
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        clear_stale_stage_data(trainer, self.dirpath, stage)
 
     # memory fallback for the curves when no CSV logger is attached
     def _snapshot(self, trainer) -> None:
@@ -84,45 +84,25 @@ class FigureCallback(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         if not (self.at_fit_end and trainer.is_global_zero):
             return
-        stage = "val" if self._has_stage(trainer, "val") else "train"
-        written = self._stage_figures(trainer, stage)
-        history = None
+        outdir = self._dir(trainer)
+        has_val = runs.read_stage_data(runs.stage_data_path(outdir, "val")) is not None
+        written = self.draw_stage(outdir, "val" if has_val else "train")
         csv_path = csv_metrics_path(trainer)
-        if csv_path is not None:
-            history = plots.load_metrics_csv(csv_path)
+        history = runs.read_metrics_csv(csv_path).history() if csv_path is not None else {}
         if not history:
             history = dict(self.history)
-            stats = self._find(trainer, NeuronStatsCallback)
-            if stats is not None:
-                history.update(stats.history)
-        written.update(plots.write_history_figures(self._dir(trainer), history))
+            history.update(runs.read_history(runs.param_history_path(outdir)))
+        written.update(plots.write_history_figures(outdir, history))
         self._publish(trainer, written)
 
     def on_test_end(self, trainer, pl_module) -> None:
         if not (self.at_test_end and trainer.is_global_zero):
             return
-        self._publish(trainer, self._stage_figures(trainer, "test"))
+        self._publish(trainer, self.draw_stage(self._dir(trainer), "test"))
 
-    def _has_stage(self, trainer, stage: str) -> bool:
-        stats = self._find(trainer, NeuronStatsCallback)
-        preds = self._find(trainer, TimestepPredictionCallback)
-        return bool((stats and stage in stats.last) or (preds and stage in preds.last))
-
-    def _stage_figures(self, trainer, stage: str) -> dict[str, Path]:
-        stats = self._find(trainer, NeuronStatsCallback)
-        preds = self._find(trainer, TimestepPredictionCallback)
-        neurons = stats.last.get(stage) if stats else None
-        hists = stats.last_hist.get(stage) if stats else None
-        pred = preds.last.get(stage, {}) if preds else {}
-        data = {"stage": stage, "global_step": trainer.global_step, "neurons": neurons, "histograms": hists,
-                "predictions": pred.get("predictions"), "pca": pred.get("pca")}
-        if not any(data[k] for k in ("neurons", "histograms", "predictions", "pca")):
-            return {}
-        outdir = self._dir(trainer)
-        write_json(outdir / "data" / f"{stage}.json", data)
-        return plots.write_stage_figures(
-            outdir, stage, neurons, hists, data["predictions"], data["pca"], self.fr_layers, pred_mode=self.pred_mode
-        )
+    def draw_stage(self, outdir: Path, stage: str) -> dict[str, Path]:
+        """The figures of ``stage`` from its data file in ``outdir`` (``{}`` when there is none)."""
+        return plots.draw_stage_data(runs.stage_data_path(outdir, stage), outdir, self.fr_layers, pred_mode=self.pred_mode)
 
     def _publish(self, trainer, written: dict[str, Path]) -> None:
         self.written.update(written)

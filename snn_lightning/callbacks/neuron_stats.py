@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning.pytorch as pl
-
+from .. import runs
+from .._checks import positive_int
+from ..monitor import STAGE_PREFIX, NeuronRecorder, find_neuron_layers, neuron_metrics, pick_layers
+from ..monitor.metrics import PARAM_KEYS
+from ._base import RecordSchedule, StageCallback
 from ._logging import log_histograms, log_scalars
-from ..monitor import NeuronRecorder, find_neuron_layers, neuron_metrics, pick_layers
-
-STAGE_PREFIX = {"train": "neuron", "val": "val_neuron", "test": "test_neuron"}
 
 
-class NeuronStatsCallback(pl.Callback):
+class NeuronStatsCallback(StageCallback):
     """Membrane statistics, firing rates and neuron parameters of every LIF layer.
 
     Every ``every_n_steps`` optimizer steps (at the first micro-batch of that step) the monitors are
@@ -28,8 +28,11 @@ class NeuronStatsCallback(pl.Callback):
     active neurons are kept too (from the first ``hist_max_samples`` samples of each batch) and sent
     to wandb as ``<prefix>/<layer>/v_hist_t<t>``.
 
-    The latest summaries stay in ``self.last[stage]`` / ``self.last_hist[stage]`` (plain numbers)
-    for :class:`FigureCallback`; ``self.history`` keeps the neuron parameters per record step.
+    Each stage's summary and histograms go to its stage data file ``<dirpath>/data/<stage>.json``
+    (default dirpath ``<default_root_dir>/figures``), where :class:`FigureCallback` draws them from;
+    the neuron parameters of every record step are appended to ``<dirpath>/data/params.jsonl`` (the
+    figures' history when no CSV logger is attached). The latest summaries also stay in
+    ``self.last[stage]`` / ``self.last_hist[stage]`` and the parameters in ``self.history``.
     """
 
     def __init__(
@@ -45,31 +48,28 @@ class NeuronStatsCallback(pl.Callback):
         hist_max_samples: int | None = 16,
         log_histograms: bool = True,
         eval_max_batches: int | None = None,
+        dirpath: str | None = None,
     ):
-        super().__init__()
-        if every_n_steps is not None and (isinstance(every_n_steps, bool) or int(every_n_steps) < 1):
-            raise ValueError(f"every_n_steps must be a positive integer or null, got {every_n_steps!r}")
-        if eval_max_batches is not None and int(eval_max_batches) < 1:
-            raise ValueError(f"eval_max_batches must be a positive integer or null, got {eval_max_batches!r}")
-        self.every_n_steps = int(every_n_steps) if every_n_steps is not None else None
-        self.on_validation = bool(on_validation)
-        self.on_test = bool(on_test)
+        super().__init__(on_validation, on_test, dirpath)
+        self.schedule = RecordSchedule(every_n_steps)
         self.layers_spec = layers
         self.hist_spec = hist_layers
-        self.hist_bins = int(hist_bins)
+        self.hist_bins = positive_int("hist_bins", hist_bins)
         self.hist_range = tuple(float(v) for v in hist_range)
         self.hist_relative = bool(hist_relative)
         self.hist_max_samples = hist_max_samples
         self.log_histograms = bool(log_histograms)
-        self.eval_max_batches = int(eval_max_batches) if eval_max_batches is not None else None
+        self.eval_max_batches = None if eval_max_batches is None else positive_int("eval_max_batches", eval_max_batches)
         self.recorder: NeuronRecorder | None = None
         self.last: dict[str, dict] = {}
         self.last_hist: dict[str, dict] = {}
         self.history: dict[str, tuple[list[float], list[float]]] = {}
         self._record_step: int | None = None
-        self._last_recorded: int | None = None
-        self._eval_stage: str | None = None
         self._eval_batches = 0
+
+    @property
+    def every_n_steps(self) -> int | None:
+        return self.schedule.every_n_steps
 
     # -- setup --------------------------------------------------------------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -82,28 +82,21 @@ class NeuronStatsCallback(pl.Callback):
         layers = [(n, m) for n, m in layers if n in chosen]
         hist = pick_layers([n for n, _ in layers], self.hist_spec, default_count=1)
         self.recorder = NeuronRecorder(layers, hist, self.hist_bins, self.hist_range, self.hist_relative, self.hist_max_samples)
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit" and trainer.is_global_zero and trainer.ckpt_path is None:
+            runs.param_history_path(self.figures_dir(trainer)).unlink(missing_ok=True)  # a fresh run, a fresh history
 
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        self._stop()
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
+    def eval_stop(self) -> None:
         if self.recorder is not None:
             self.recorder.detach()
             self.recorder.reset()
         self._record_step = None
-        self._eval_stage = None
 
     # -- training ----------------------------------------------------------------------------
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.every_n_steps is None or self.recorder is None:
+        if self.recorder is None or not self.schedule.due(trainer.global_step):
             return
-        step = trainer.global_step
-        if step % self.every_n_steps or step == self._last_recorded:
-            return
-        self._record_step = self._last_recorded = step
+        self._record_step = trainer.global_step
         self.recorder.reset()
         self.recorder.attach()
 
@@ -115,48 +108,23 @@ class NeuronStatsCallback(pl.Callback):
         self._record_step = None
 
     # -- evaluation --------------------------------------------------------------------------
-    def _eval_start(self, stage: str, trainer) -> None:
-        if self.recorder is None or trainer.sanity_checking:
-            return
+    def eval_start(self, stage: str, trainer, pl_module) -> bool:
+        if self.recorder is None:
+            return False
         self.recorder.detach()  # a validation inside a recorded training step cannot happen, but be safe
         self.recorder.reset()
         self.recorder.attach()
-        self._eval_stage = stage
         self._eval_batches = 0
+        return True
 
-    def _eval_batch_end(self) -> None:
-        if self._eval_stage is None:
-            return
+    def eval_batch_end(self, stage: str, trainer, pl_module, outputs, batch) -> None:
         self._eval_batches += 1
         if self.eval_max_batches is not None and self._eval_batches >= self.eval_max_batches:
             self.recorder.detach()
 
-    def _eval_end(self, stage: str, trainer) -> None:
-        if self._eval_stage != stage:
-            return
+    def eval_end(self, stage: str, trainer, pl_module) -> None:
         self.recorder.detach()
         self._publish(stage, trainer, trainer.global_step)
-        self._eval_stage = None
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        if self.on_validation:
-            self._eval_start("val", trainer)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._eval_batch_end()
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._eval_end("val", trainer)
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        if self.on_test:
-            self._eval_start("test", trainer)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._eval_batch_end()
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._eval_end("test", trainer)
 
     # -- publishing --------------------------------------------------------------------------
     def _publish(self, stage: str, trainer, step: int) -> None:
@@ -174,9 +142,12 @@ class NeuronStatsCallback(pl.Callback):
         self.last[stage] = summary
         if hists:
             self.last_hist[stage] = hists
+        self.write_stage(trainer, stage, step, neurons=summary, histograms=hists or None)
         if stage == "train":
-            for layer, st in summary.items():
-                for key in ("v_threshold", "tau", "mp_init"):
-                    s = self.history.setdefault(f"{key}/{layer}", ([], []))
-                    s[0].append(float(step))
-                    s[1].append(float(st[key]))
+            params = {f"{key}/{layer}": float(st[key]) for layer, st in summary.items() for key in PARAM_KEYS}
+            for name, value in params.items():
+                s = self.history.setdefault(name, ([], []))
+                s[0].append(float(step))
+                s[1].append(value)
+            if trainer.is_global_zero:
+                runs.append_history(runs.param_history_path(self.figures_dir(trainer)), step, params)

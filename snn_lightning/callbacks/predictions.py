@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning.pytorch as pl
 import torch
 
-from ._logging import log_scalars
 from ..monitor import PredictionRecorder
+from ._base import StageCallback
+from ._logging import log_scalars
 
 
-class TimestepPredictionCallback(pl.Callback):
+class TimestepPredictionCallback(StageCallback):
     """Collects, over each validation/test epoch, what the network predicts at every timestep.
 
     The per-timestep logits ``[T, B, K]`` are taken from the module's forward through a forward
@@ -24,7 +24,8 @@ class TimestepPredictionCallback(pl.Callback):
 
     With ``pca_classes`` (a count n → classes 0..n-1, or a list) the logits of up to
     ``pca_max_samples`` samples of those classes are kept for a per-timestep PCA (Figs. 4-5).
-    ``self.last[stage]`` holds ``{"predictions": …, "pca": …}`` for :class:`FigureCallback`.
+    Both go to the stage data file ``<dirpath>/data/<stage>.json`` (see :class:`StageCallback`) for
+    :class:`FigureCallback`; ``self.last[stage]`` keeps ``{"predictions": …, "pca": …}`` too.
     """
 
     def __init__(
@@ -33,41 +34,34 @@ class TimestepPredictionCallback(pl.Callback):
         on_test: bool = True,
         pca_classes: int | Sequence[int] | None = 4,
         pca_max_samples: int = 256,
+        dirpath: str | None = None,
     ):
-        super().__init__()
-        self.on_validation = bool(on_validation)
-        self.on_test = bool(on_test)
+        super().__init__(on_validation, on_test, dirpath)
         self.pca_classes = list(pca_classes) if isinstance(pca_classes, Sequence) and not isinstance(pca_classes, str) else pca_classes
-        self.pca_max_samples = int(pca_max_samples)
-        self.recorder = PredictionRecorder(pca_classes=self.pca_classes, pca_max_samples=self.pca_max_samples)
+        self.recorder = PredictionRecorder(pca_classes=self.pca_classes, pca_max_samples=pca_max_samples)
+        self.pca_max_samples = self.recorder.pca_max_samples
         self.last: dict[str, dict] = {}
         self._handle = None
-        self._stage: str | None = None
         self._pending: torch.Tensor | None = None
 
     def _hook(self, module, args, output) -> None:
         if isinstance(output, torch.Tensor) and output.dim() == 3:
             self._pending = output.detach()
 
-    def _start(self, stage: str, trainer, pl_module) -> None:
-        self._remove()
-        if trainer.sanity_checking:
-            return
+    def eval_start(self, stage: str, trainer, pl_module) -> None:
+        self.eval_stop()
         self.recorder.reset()
-        self._stage = stage
         self._handle = pl_module.register_forward_hook(self._hook)
 
-    def _batch_end(self, batch) -> None:
+    def eval_batch_end(self, stage: str, trainer, pl_module, outputs, batch) -> None:
         logits, self._pending = self._pending, None
-        if self._stage is None or logits is None:
+        if logits is None:
             return
         y = batch[1] if isinstance(batch, (tuple, list)) else batch["y"]
         self.recorder.update(logits, y.to(logits.device))
 
-    def _end(self, stage: str, trainer) -> None:
-        if self._stage != stage:
-            return
-        self._remove()
+    def eval_end(self, stage: str, trainer, pl_module) -> None:
+        self.eval_stop()
         rec = self.recorder
         rec.all_reduce()
         if rec.total == 0:
@@ -82,37 +76,14 @@ class TimestepPredictionCallback(pl.Callback):
             metrics[f"{stage}/pred_entropy_t{t}"] = v
         log_scalars(trainer, metrics, trainer.global_step)
         self.last[stage] = {"predictions": summary, "pca": pca}
+        self.write_stage(trainer, stage, predictions=summary, pca=pca)
 
-    def _remove(self) -> None:
+    def eval_stop(self) -> None:
         if self._handle is not None:
             self._handle.remove()
         self._handle = None
-        self._stage = None
         self._pending = None
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        if self.on_validation:
-            self._start("val", trainer, pl_module)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_end(batch)
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._end("val", trainer)
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        if self.on_test:
-            self._start("test", trainer, pl_module)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_end(batch)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._end("test", trainer)
-
     def teardown(self, trainer, pl_module, stage: str) -> None:
-        self._remove()
+        super().teardown(trainer, pl_module, stage)
         self.recorder.reset()
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._remove()

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._checks import choice, fraction, int_at_least
 from ..errors import UserError
+from .transforms import RandomShiftCrop
 
 ENV_DATA_ROOT = "SNN_DATA_ROOT"
 
@@ -25,7 +26,28 @@ class DatasetNotFoundError(UserError, FileNotFoundError):
 
 
 class EventFileError(UserError, RuntimeError):
-    """An event-camera recording could not be decoded (corrupt, truncated or empty file)."""
+    """An event-camera recording could not be decoded (corrupt, truncated or empty file).
+
+    The message is one line naming the file. torch's DataLoader re-raises a worker's exception as
+    ``EventFileError("Caught EventFileError in DataLoader worker process N.\\nOriginal Traceback
+    ...")``; the constructor keeps only the original message, so the CLI's one-line report still
+    names the file rather than the worker.
+    """
+
+    def __init__(self, message: Any = ""):
+        super().__init__(_unwrap_worker_message(str(message), type(self).__name__))
+
+
+def _unwrap_worker_message(message: str, class_name: str) -> str:
+    """The original message inside torch's ``ExceptionWrapper.reraise`` text, else ``message``."""
+    if not (message.startswith("Caught ") and "\nOriginal Traceback" in message):
+        return message
+    pattern = re.compile(rf"^(?:[\w.]+\.)?{re.escape(class_name)}: (.*)$")
+    for line in reversed(message.splitlines()):
+        m = pattern.match(line)
+        if m:
+            return m.group(1)
+    return message
 
 
 def one_line(text: Any) -> str:
@@ -78,14 +100,10 @@ class TransformSubset(Dataset):
 
 def random_shift_crop(x: torch.Tensor, pad: int, fill: float = 0.0, generator=None) -> torch.Tensor:
     """Pad the last two dims by ``pad`` and crop back at a random offset (the same for all leading
-    dims, e.g. every timestep of an event clip)."""
+    dims, e.g. every timestep of an event clip); see ``transforms.RandomShiftCrop``."""
     if pad <= 0:
         return x
-    h, w = x.shape[-2:]
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=fill)
-    i = int(torch.randint(0, 2 * pad + 1, (1,), generator=generator))
-    j = int(torch.randint(0, 2 * pad + 1, (1,), generator=generator))
-    return padded[..., i : i + h, j : j + w]
+    return RandomShiftCrop(int(pad), float(fill))(x, generator=generator)
 
 
 # ------------------------------------------------------------------------------------------------
