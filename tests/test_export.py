@@ -257,3 +257,11 @@ def test_snn_export_torchscript_keeps_time_dependent_norms(trained_runs, tmp_pat
         _export(capsys, f"ckpt_path={ckpt}", "format=torchscript", f"out={tmp_path / 'tebn.pt'}")
     with torch.no_grad(), pytest.warns(FutureWarning):
         assert (torch.jit.load(str(tmp_path / "tebn.pt"))(x) - ref).abs().max() < 1e-4
+
+
+def test_snn_export_help_lists_the_keys(capsys):
+    from snn_lightning.cli.export import KEYS, main
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert all(k in out for k in KEYS) and "format=nir" in out

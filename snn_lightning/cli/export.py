@@ -110,7 +110,12 @@ def export(args: dict[str, str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    guarded(lambda: export(parse_args(sys.argv[1:] if argv is None else argv)))
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.replace("`", ""))
+        print("example: snn-export ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt format=nir")
+        return
+    guarded(lambda: export(parse_args(argv)))
 
 
 if __name__ == "__main__":
