@@ -11,8 +11,8 @@ from torch import nn
 from ..surrogates import build_surrogate
 from . import functional as F
 from .base import StatefulModule
-
-BACKENDS = ("auto", "torch", "fused")
+from .kernels.dispatch import BACKENDS, LIFRun, check_backend
+from .kernels.dispatch import run as run_backend
 
 
 def _scalar(name: str, value, minimum: float, allowed: str) -> float:
@@ -37,8 +37,14 @@ class LIF(StatefulModule):
       pair); updated once per training forward, frozen in evaluation, averaged across ranks.
     * ``carry_state``: by default every call is a whole sequence that starts from U[0]; with
       ``carry_state=True`` a call continues from the previous call's U[T] until ``reset()``.
-    * ``monitor``: optional callable ``monitor(lif, m_seq, s_seq)`` receiving detached pre-fire
-      membrane M[1..T] and spikes S[1..T]; used by observability callbacks.
+    * ``backend``: which kernels run the T steps, chosen once here — ``"auto"`` (Triton on CUDA
+      tensors, the fused path on the CPU), ``"torch"`` (the reference loop), ``"fused"``, ``"compiled"``
+      or ``"triton"``; see ``neurons/kernels/dispatch.py``. Every backend gives the reference's values.
+    * ``monitor``: the forward hook, an optional callable ``monitor(lif, m_seq, s_seq)`` called once
+      per forward, after the MP-Init update, with the detached pre-fire membrane M[1..T] and spikes
+      S[1..T] (``[T, B, ...]``, input dtype) of that call, whichever backend ran it. Setting it makes
+      the backend keep M and S for that call (otherwise they are never materialised). Used by the
+      observability callbacks; it must not modify its arguments.
     """
 
     def __init__(
@@ -63,7 +69,6 @@ class LIF(StatefulModule):
         self.reset_mode = F.check_choice("reset", reset, F.RESETS)
         self.sg_mode = F.check_choice("sg_mode", sg_mode, F.SG_MODES)
         self.mp_init_stat = F.check_choice("mp_init_stat", mp_init_stat, ("active", "all"))
-        self.backend = F.check_choice("backend", backend, BACKENDS)
         momentum = float(mp_init_momentum)
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"mp_init_momentum must be in (0, 1], got {mp_init_momentum!r}")
@@ -74,6 +79,7 @@ class LIF(StatefulModule):
         self.learn_tau = bool(learn_tau)
         self.learn_threshold = bool(learn_threshold)
         self.carry_state = bool(carry_state)
+        self.backend = backend  # validated by the property below, once the surrogate is known
 
         raw_tau = torch.tensor(F.raw_from_tau(tau))
         raw_thr = torch.tensor(F.raw_from_v_threshold(v_threshold))
@@ -90,6 +96,14 @@ class LIF(StatefulModule):
         self.scaled_output = True
         self.monitor: Callable | None = None
         self.register_state("v", None)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = check_backend(self, value)
 
     # -- parameters -------------------------------------------------------------------------
     @property
@@ -119,31 +133,18 @@ class LIF(StatefulModule):
         u0 = self.initial_membrane(x)
         tau, v_thr = self.tau.to(x.dtype), self.v_threshold.to(x.dtype)
         need_m = self.monitor is not None
-        out, spikes, u_last, m_seq, fired = self._run(x, u0, tau, v_thr, need_m)
+        run = self._run(x, u0, tau, v_thr, need_m)
         if self.training and self.mp_init:
-            self._update_mp_init(u_last, spikes, fired)
+            self._update_mp_init(run)
         if need_m:
-            self.monitor(self, m_seq.detach(), spikes.detach())
+            self.monitor(self, run.m_seq.detach(), run.spikes.detach())
         # without carry_state nothing differentiates through v later: keep no autograd graph alive
-        self.v = u_last if self.carry_state else u_last.detach()
-        return out
+        self.v = run.u_last if self.carry_state else run.u_last.detach()
+        return run.out
 
-    def _run(self, x, u0, tau, v_thr, need_m):
-        """Dispatch to the reference loop or the fused path.
-
-        Returns ``(out, spikes, U[T], M or None, fired or None)``: the fused path hands back ``spikes``
-        only when the monitor needs them and ``fired`` (the per-(sample, neuron) "fired at least once"
-        mask) only when the MP-Init statistic does; the reference returns spikes and leaves ``fired``
-        to be derived from them. "auto" takes the fused path (same values; eager kernels give the
-        reference's bits in the forward) unless a whole-model ``torch.compile`` is tracing this module.
-        """
-        if self.backend in ("auto", "fused"):
-            from .fused import fused_available, fused_supports, lif_fused
-
-            if fused_available() and fused_supports(self, x, u0):
-                if self.backend == "fused" or not torch.compiler.is_compiling():
-                    return lif_fused(self, x, u0, tau, v_thr, need_m)
-        return (*self.reference(x, u0, tau, v_thr, need_m), None)
+    def _run(self, x, u0, tau, v_thr, need_m: bool = False) -> LIFRun:
+        """All T steps with this neuron's backend (``kernels.dispatch.run``)."""
+        return run_backend(self, x, u0, tau, v_thr, need_m)
 
     def reference(self, x, u0, tau, v_thr, need_m=False):
         """The plain per-timestep loop under autograd: the ground truth for every faster path."""
@@ -161,12 +162,14 @@ class LIF(StatefulModule):
         return torch.stack(outs), torch.stack(spikes), u, m_seq
 
     @torch.no_grad()
-    def _update_mp_init(self, u_last: torch.Tensor, spikes: torch.Tensor | None, fired: torch.Tensor | None = None) -> None:
-        if self.mp_init_stat != "active":
+    def _update_mp_init(self, run: LIFRun) -> None:
+        if run.mp_stat is not None:  # reduced inside the kernel (Triton)
+            total, count = run.mp_stat
+        else:
             fired = None
-        elif fired is None:
-            fired = spikes.amax(dim=0) > 0
-        total, count = F.mp_init_statistic(u_last, fired)
+            if self.mp_init_stat == "active":
+                fired = run.fired if run.fired is not None else run.spikes.amax(dim=0) > 0
+            total, count = F.mp_init_statistic(run.u_last, fired)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             both = torch.stack([total.float(), count.float()])
             dist.all_reduce(both)
@@ -178,5 +181,5 @@ class LIF(StatefulModule):
             f"sg_mode={self.sg_mode}, reset={self.reset_mode}, tau={self.tau.item():.4g}, "
             f"v_threshold={self.v_threshold.item():.4g}, learn_tau={self.learn_tau}, "
             f"learn_threshold={self.learn_threshold}, detach_reset={self.detach_reset}, "
-            f"mp_init={self.mp_init}, mp_init_mean={self.mp_init_mean.item():.4g}"
+            f"mp_init={self.mp_init}, mp_init_mean={self.mp_init_mean.item():.4g}, backend={self.backend}"
         )
