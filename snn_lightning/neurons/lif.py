@@ -121,17 +121,18 @@ class LIF(StatefulModule):
 
     # -- forward -----------------------------------------------------------------------------
     def initial_membrane(self, like: torch.Tensor) -> torch.Tensor:
+        """U[0] shaped like one step of ``like``, in the state's own dtype (the backend casts it)."""
         if self.carry_state and self.v is not None:
             return self.v
         if self.mp_init:
-            return self.mp_init_mean.to(like.dtype).expand_as(like[0])
-        return like.new_zeros(()).expand_as(like[0])  # a stride-0 view: no memset, no read of a full tensor
+            return self.mp_init_mean.expand_as(like[0])
+        return self.mp_init_mean.new_zeros(()).expand_as(like[0])  # a stride-0 view: no memset, no read of a full tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"LIF expects a multi-step input [T, B, ...] with at least 2 dims, got shape {tuple(x.shape)}")
         u0 = self.initial_membrane(x)
-        tau, v_thr = self.tau.to(x.dtype), self.v_threshold.to(x.dtype)
+        tau, v_thr = self.tau, self.v_threshold  # in the parameters' dtype; each backend casts
         need_m = self.monitor is not None
         run = self._run(x, u0, tau, v_thr, need_m)
         if self.training and self.mp_init:

@@ -91,8 +91,8 @@ def check_backend(lif, backend: str) -> str:
 
 
 def _fused_ok(x: torch.Tensor, u0: torch.Tensor) -> bool:
-    """The fused Function's own preconditions (other shapes go to the reference loop)."""
-    return tuple(u0.shape) == tuple(x.shape[1:]) and x.dtype.is_floating_point and u0.dtype == x.dtype
+    """The fused Function's own preconditions (other shapes go to the reference loop, which broadcasts)."""
+    return tuple(u0.shape) == tuple(x.shape[1:]) and x.dtype.is_floating_point
 
 
 def resolve(lif, x: torch.Tensor, u0: torch.Tensor) -> str:
@@ -117,18 +117,35 @@ def resolve(lif, x: torch.Tensor, u0: torch.Tensor) -> str:
     return backend
 
 
+def cast_state(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype``; a broadcast scalar (MP-Init's expanded buffer) is cast before it is expanded again,
+    so no full-size tensor is written."""
+    if t.dtype == dtype:
+        return t
+    if t.dim() and all(s == 0 for s in t.stride()):
+        return t.as_strided((), ()).to(dtype).expand(t.shape)
+    return t.to(dtype)
+
+
 def run(lif, x, u0, tau, v_thr, need_m: bool) -> LIFRun:
-    """One multi-step call of ``lif`` on ``x`` from ``u0`` with the resolved backend."""
+    """One multi-step call of ``lif`` on ``x`` from ``u0`` with the resolved backend.
+
+    ``u0``, ``tau`` and ``v_thr`` may come in the neuron's own dtype: the Triton kernels take them in
+    float32 (their state is float32), the other backends in the input's dtype (their arithmetic is).
+    """
     which = resolve(lif, x, u0)
+    if which == "triton":
+        from .triton_function import run_triton
+
+        f32 = torch.float32
+        want_stat = bool(lif.training and lif.mp_init)
+        return run_triton(lif, x, cast_state(u0, f32), tau.to(f32), v_thr.to(f32), need_m, want_stat)
+    if x.dtype.is_floating_point:
+        u0, tau, v_thr = cast_state(u0, x.dtype), tau.to(x.dtype), v_thr.to(x.dtype)
     if which == "torch":
         out, spikes, u_last, m_seq = lif.reference(x, u0, tau, v_thr, need_m)
         return LIFRun(out, u_last, m_seq, spikes)
     want_fired = bool(lif.training and lif.mp_init and lif.mp_init_stat == "active")
-    if which == "triton":
-        from .triton_function import run_triton
-
-        want_stat = bool(lif.training and lif.mp_init)
-        return run_triton(lif, x, u0, tau, v_thr, need_m, want_stat)
     from .function import run_fused
 
     out, u_last, m_seq, spikes, fired = run_fused(lif, x, u0, tau, v_thr, need_m, want_fired, which == "compiled")
