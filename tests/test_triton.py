@@ -34,6 +34,7 @@ pytest.importorskip("triton")
 
 from snn_lightning.neurons import LIF  # noqa: E402
 from snn_lightning.neurons.kernels import dispatch  # noqa: E402
+from snn_lightning.neurons.kernels.agreement import disagreements, state_pass, training_pass  # noqa: E402
 from snn_lightning.surrogates import Surrogate  # noqa: E402
 
 
@@ -95,41 +96,27 @@ def inputs(shape=(5, 3, 37), seed=0, dtype=torch.float32):
 
 
 def module_pass(lif, backend, x, w):
-    """One training forward + backward; everything that must agree with the reference."""
-    lif.backend = backend
-    lif.reset()
-    lif.mp_init_mean.fill_(0.15)
-    xx = x.detach().clone().requires_grad_(True)
-    out = lif(xx)
-    params = [p for p in (lif.raw_tau, lif.raw_threshold) if p.requires_grad]
-    grads = torch.autograd.grad((out.float() * w.float()).sum(), [xx, *params])
-    return [out.detach(), lif.v.detach(), lif.mp_init_mean.clone(), *grads]
+    """One training forward + backward; everything that must agree with the reference (a list, in a fixed order)."""
+    return list(training_pass(lif, backend, x, w).values())
 
 
 def run_pass(lif, backend, x, w, u0, wu):
     """``_run`` from a U[0] that requires grad, with a loss on U[T] as well."""
-    lif.backend = backend
-    xx = x.clone().requires_grad_(True)
-    uu = u0.clone().requires_grad_(True)
-    params = [p for p in (lif.raw_tau, lif.raw_threshold) if p.requires_grad]
-    run = lif._run(xx, uu, lif.tau, lif.v_threshold, False)
-    loss = (run.out * w).sum() + (run.u_last * wu).sum()
-    grads = torch.autograd.grad(loss, [xx, uu, *params])
-    return [run.out.detach(), run.u_last.detach(), *grads]
+    return list(state_pass(lif, backend, x, w, u0, wu).values())
 
 
 def check_config(cfg, shape=(5, 3, 37)):
     lif = make_lif(*cfg)
     x, w = inputs(shape), inputs(shape, seed=1)
-    ref, got = module_pass(lif, "torch", x, w), module_pass(lif, "triton", x, w)
-    assert len(ref) == len(got)
-    for a, b in zip(ref, got):
-        torch.testing.assert_close(b, a, **F32)
+    ref, got = training_pass(lif, "torch", x, w), training_pass(lif, "triton", x, w)
+    assert disagreements(ref, got, **F32) == []
+    assert len(ref) == 4 + cfg[4] + cfg[5]  # O, U[T], MP-Init mean, dx and the learnable raw parameters
     if cfg[-1]:  # MP-Init moved, and moved identically
-        assert ref[2].item() != 0.15
+        assert ref["mp_init_mean"].item() != 0.15
     u0, wu = inputs(shape[1:], seed=2) * 0.5, inputs(shape[1:], seed=3)
-    for a, b in zip(run_pass(lif, "torch", x, w, u0, wu), run_pass(lif, "triton", x, w, u0, wu)):
-        torch.testing.assert_close(b, a, **F32)
+    ref, got = state_pass(lif, "torch", x, w, u0, wu), state_pass(lif, "triton", x, w, u0, wu)
+    assert disagreements(ref, got, **F32) == []
+    assert "grad_u0" in got
 
 
 GRID = list(itertools.product(SG_MODES, RESETS, (False, True), SURROGATES, (False, True), (False, True), (False, True)))
@@ -273,6 +260,14 @@ def test_saved_for_backward_no_larger_than_fused(cfg):
     assert sizes["triton"] <= sizes["fused"]
     if "learn_tau" in cfg:  # one byte per neuron for T = 4 (plus the scalars)
         assert sizes["triton"] <= x.numel() // 4 + 64
+
+
+def test_disagreements_reports_what_differs():
+    ref = {"out": torch.zeros(3), "grad_x": torch.ones(3)}
+    assert disagreements(ref, {"out": torch.zeros(3), "grad_x": torch.ones(3) + 1e-6}, atol=1e-5, rtol=0) == []
+    bad = disagreements(ref, {"out": torch.zeros(3), "grad_x": torch.tensor([1.0, 1.1, 1.0])}, atol=1e-5, rtol=1e-5)
+    assert len(bad) == 1 and bad[0].startswith("grad_x")
+    assert disagreements(ref, {"out": torch.zeros(3)}, atol=1, rtol=1)[0].startswith("keys differ")
 
 
 def test_triton_refuses_with_one_line(monkeypatch):
