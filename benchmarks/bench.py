@@ -239,14 +239,14 @@ def bench_lif(device, runs, warmup=3, shape=SHAPE):
 
 # -- (b) ResNet-19 training step ----------------------------------------------------------------
 
-def sj_neuron_factory():
+def sj_neuron_factory(surrogate="rect"):
     """spikingjelly's LIFNode in our network: wrapped so the network's own reset clears it."""
     from snn_lightning.neurons import StatefulModule
 
     class SJLIF(StatefulModule):
         def __init__(self):
             super().__init__()
-            self.node = sj_lif_node()
+            self.node = sj_lif_node(surrogate)
 
         def reset(self):
             super().reset()
