@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     res["sections"]["throughput"] = {w: run_section(w, "throughput-one", work, limits.get(w, 30), "--which", w, *batch)
                                      for w in contenders}
     res["total_s"] = time.perf_counter() - start
-    out = Path(a.out_dir)
+    out = work if smoke and a.out_dir == str(HERE) else Path(a.out_dir)  # a rehearsal never overwrites real results
     out.mkdir(parents=True, exist_ok=True)
     (out / "results-gpu.json").write_text(json.dumps(res, indent=1, default=str))
     (out / "results-gpu.md").write_text(report(res))

@@ -51,7 +51,7 @@ def make_forward_functional(spec: Spec, keep_m: bool, want: tuple[bool, bool]) -
                 fired = s if fired is None else torch.maximum(fired, s)
             if spec.storage == "bits":
                 # accumulate in the float dtype and narrow once: uint8 arithmetic vectorizes
-                # badly in inductor's CPU code (measured 20x slower for this kernel)
+                # badly in inductor's CPU code (numbers: benchmarks/results.md, "No bool tensors")
                 shift = (t % per) * spec.bits_per_step
                 c = torch.where(xa.abs() < spec.half_width, float(1 << shift), 0.0)
                 if spec.bits_per_step == 2:
@@ -208,7 +208,7 @@ class CompileCache:
     def _get(self, key, build: Callable[[], Callable]) -> Optional[Callable]:
         # Inductor writes a serial CPU kernel when it compiles under 1 thread, and its on-disk FX-graph
         # cache does not key on the thread count, so a later process with 2 threads would load the serial
-        # kernel (measured 1.4 ms instead of 0.7 ms). Single-thread compiles therefore stay out of that
+        # kernel (about half the speed: benchmarks/results.md, "Compiled kernels"). Single-thread compiles therefore stay out of that
         # cache (the C++ build cache, keyed on the generated source, still applies).
         threads = key[-1]
         options = {"cpp.threads": threads}

@@ -22,7 +22,7 @@ Backward, with gU the gradient reaching U[t] (from M[t+1] and, at t = T-1, from 
 
 so backward needs, per element and step, only what can be rebuilt from M (S, f'(x), U[t-1]); see
 ``spec.py`` for what is saved in which case. Never bool tensors: a comparison into bool plus a
-conversion cost 4.5x a comparison written straight into a float tensor here.
+conversion costs several times a comparison written straight into a float tensor (benchmarks/results.md).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def forward_eager(spec: Spec, x: Tensor, u0: Tensor, k: Tensor, v: Tensor, keep_
     Values are bit-identical to the reference loop: the charge uses its op order, and the spike test
     ``M/V − 1 > 0`` is evaluated as ``M/V > 1`` (``M − V > 0`` as ``M > V``), which is exact in IEEE
     arithmetic (a difference of floats is 0 only for equal floats). Comparisons write straight into
-    float buffers (``torch.gt(..., out=float)``): going through a bool tensor costs 4x more here.
+    float buffers (``torch.gt(..., out=float)``): going through a bool tensor costs several times more.
     """
     want_spikes, want_fired = want
     T, N = x.shape
@@ -207,7 +207,7 @@ def backward_eager(spec: Spec, needs: Needs, dfn, g_out: Optional[Tensor], g_las
             A[T - 1].mul_(-(alpha * fs)).add_(1.0)
             torch.addcmul(A[: T - 1], s[: T - 1], one_minus_k, value=-1, out=A[: T - 1])
             A[T - 1].sub_(s[T - 1])
-        else:  # (an addcmul with a 0-dim first argument is 2-4x slower than mul + add here)
+        else:  # (an addcmul with a 0-dim first argument is slower than mul + add here)
             A = torch.empty_like(gm)
             coef = v * alpha * fs
             torch.mul(fp[: T - 1], -(one_minus_k * coef), out=A[: T - 1]).add_(one_minus_k)
@@ -275,7 +275,7 @@ CPU_CHUNK = 1 << 16  # neurons per chunk and thread: a [T, chunk] float32 tempor
 
 def _chunk_size(t: torch.Tensor, n: int) -> int:
     """The eager kernels are strings of elementwise passes; on the CPU, running them on column
-    chunks keeps the temporaries in cache (measured 1.7x on [4, 1M] float32, 1 thread). Each op is
+    chunks keeps the temporaries in cache (benchmarks/results.md, "Eager kernels in chunks"). Each op is
     split over the intra-op threads, so the chunk grows with their number (fewer fork/joins, the
     same bytes per core). On a GPU one launch per op over everything is better."""
     if t.device.type != "cpu":
