@@ -12,7 +12,9 @@ program as numpy ops).
 Tolerances: float32 within 1e-5 of the float32 reference. bfloat16/float16 inputs against the float32
 reference on the same (upcast) values: the kernel's state is float32, so the spikes are the same and
 only the storage of O, U[T] and M in the half dtype differs — outputs and U[T] within one half-precision
-rounding (rtol 1e-2 bf16 / 2e-3 f16), gradients within 5e-2 / 1e-2.
+rounding (rtol 1e-2 bf16 / 2e-3 f16), gradients within 5e-2 / 1e-2. They use a smooth surrogate where
+M is saved and the rectangular one where window bits are saved: a rectangular window rebuilt from a
+half-rounded M can flip at an edge (``benchmarks/notes.md``, "The Triton backend").
 """
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ class LIFTritonFunction(torch.autograd.Function):
         part = torch.zeros((2, nb), dtype=torch.float32, device=dev) if (needs.tau or needs.v) else par
         sur_id, sur_p = _surrogate_args(plan.surrogate)
         _launch(TK.lif_bwd_kernel, (nb,), saved, go, gl, u0c if u0c is not None else par, par, gx, gu0, part,
-                T, N, nb, sur_p, 1.0 / spec.gamma,
+                T, N, (T - 1) * N, nb, sur_p, 1.0 / spec.gamma,
                 AS=spec.sg_mode == "as", HARD=spec.reset == "hard", SCALED=spec.scaled, DETACH=spec.detach,
                 U0_SCALAR=u0c is None or u0c.dim() == 0, BITS=spec.storage == "bits",
                 BITS_PER_STEP=spec.bits_per_step, SUR=sur_id, HAS_GO=g_out is not None, HAS_GL=g_last is not None,

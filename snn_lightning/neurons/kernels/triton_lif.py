@@ -78,20 +78,29 @@ def lif_fwd_kernel(x_ptr, stride_xt, u0_ptr, par_ptr, out_ptr, ulast_ptr, m_ptr,
     fired = tl.zeros([BLOCK], dtype=tl.float32)
     code = tl.zeros([BLOCK], dtype=tl.int32)
     PER: tl.constexpr = 8 // BITS_PER_STEP
+    # row pointers advance by one step each iteration: 64-bit pointer arithmetic, where t·N in int32
+    # could overflow on large layers
+    x_p = x_ptr + offs
+    out_p = out_ptr + offs
+    m_p = m_ptr + offs
+    s_p = s_ptr + offs
     for t in range(T):
-        xt = tl.load(x_ptr + t * stride_xt + offs, mask=mask, other=0.0).to(tl.float32)
+        xt = tl.load(x_p, mask=mask, other=0.0).to(tl.float32)
         m = u + (xt - u) * k  # Eq. 1 with the reference's op order
         s, xa = _spike(m, v, AS)
         if SCALED:
             o = s * v
         else:
             o = s
-        row = t * N + offs
-        tl.store(out_ptr + row, o.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_p, o.to(out_ptr.dtype.element_ty), mask=mask)
         if KEEP_M:
-            tl.store(m_ptr + row, m.to(m_ptr.dtype.element_ty), mask=mask)
+            tl.store(m_p, m.to(m_ptr.dtype.element_ty), mask=mask)
         if WANT_S:
-            tl.store(s_ptr + row, s.to(s_ptr.dtype.element_ty), mask=mask)
+            tl.store(s_p, s.to(s_ptr.dtype.element_ty), mask=mask)
+        x_p += stride_xt
+        out_p += N
+        m_p += N
+        s_p += N
         if STAT == 1:
             fired = tl.maximum(fired, s)
         if BITS:
@@ -118,7 +127,7 @@ def lif_fwd_kernel(x_ptr, stride_xt, u0_ptr, par_ptr, out_ptr, ulast_ptr, m_ptr,
 
 @triton.jit
 def lif_bwd_kernel(saved_ptr, go_ptr, gl_ptr, u0_ptr, par_ptr, gx_ptr, gu0_ptr, part_ptr,
-                   T, N, n_blocks, sur_p, inv_gamma,
+                   T, N, last_row, n_blocks, sur_p, inv_gamma,
                    AS: tl.constexpr, HARD: tl.constexpr, SCALED: tl.constexpr, DETACH: tl.constexpr,
                    U0_SCALAR: tl.constexpr, BITS: tl.constexpr, BITS_PER_STEP: tl.constexpr, SUR: tl.constexpr,
                    HAS_GO: tl.constexpr, HAS_GL: tl.constexpr, NEED_X: tl.constexpr, NEED_U0: tl.constexpr,
@@ -141,10 +150,14 @@ def lif_bwd_kernel(saved_ptr, go_ptr, gl_ptr, u0_ptr, par_ptr, gx_ptr, gu0_ptr, 
     acc_tau = tl.zeros([BLOCK], dtype=tl.float32)
     acc_v = tl.zeros([BLOCK], dtype=tl.float32)
     PER: tl.constexpr = 8 // BITS_PER_STEP
+    # pointers at step T-1 (``last_row`` = (T-1)·N, from the host in 64 bits), moved back one step per iteration
+    m_p = saved_ptr + last_row + offs
+    go_p = go_ptr + last_row + offs
+    gx_p = gx_ptr + last_row + offs
     if BITS:
         m_cur = tl.zeros([BLOCK], dtype=tl.float32)
     else:
-        m_cur = tl.load(saved_ptr + (T - 1) * N + offs, mask=mask, other=0.0).to(tl.float32)
+        m_cur = tl.load(m_p, mask=mask, other=0.0).to(tl.float32)
     for i in range(T):
         t = T - 1 - i
         if BITS:
@@ -161,13 +174,14 @@ def lif_bwd_kernel(saved_ptr, go_ptr, gl_ptr, u0_ptr, par_ptr, gx_ptr, gu0_ptr, 
             s, xa = _spike(m, v, AS)
             fp = _surrogate_derivative(xa, SUR, sur_p)
             # the next step down needs M[t-1]; at t = 0 nothing is loaded
-            m_cur = tl.load(saved_ptr + (t - 1) * N + offs, mask=mask & (t > 0), other=0.0).to(tl.float32)
+            m_p -= N
+            m_cur = tl.load(m_p, mask=mask & (t > 0), other=0.0).to(tl.float32)
         if AS:
             a = fp
         else:
             a = fp / v
         if HAS_GO:
-            go = tl.load(go_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
+            go = tl.load(go_p, mask=mask, other=0.0).to(tl.float32)
         else:
             go = tl.zeros([BLOCK], dtype=tl.float32)
         if SCALED:
@@ -203,7 +217,9 @@ def lif_bwd_kernel(saved_ptr, go_ptr, gl_ptr, u0_ptr, par_ptr, gx_ptr, gu0_ptr, 
             u_prev = tl.where(t > 0, u_prev, u0)
             acc_tau += tl.where(mask, gm * (m - u_prev), 0.0)
         if NEED_X:
-            tl.store(gx_ptr + t * N + offs, (gm * k).to(gx_ptr.dtype.element_ty), mask=mask)
+            tl.store(gx_p, (gm * k).to(gx_ptr.dtype.element_ty), mask=mask)
+        go_p -= N
+        gx_p -= N
         gu = gm * one_minus_k
     if NEED_U0:
         tl.store(gu0_ptr + offs, gu.to(gu0_ptr.dtype.element_ty), mask=mask)
