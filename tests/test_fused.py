@@ -308,6 +308,10 @@ def test_compiled_needs_a_built_in_surrogate():
 
     with pytest.raises(ValueError, match="compiled.*Cubic"):
         LIF(surrogate=Cubic(), backend="compiled")
+    lif = LIF(backend="compiled")
+    lif.surrogate = Cubic()  # swapped after construction: refused at the call, not run eager silently
+    with pytest.raises(ValueError, match="compiled.*Cubic"):
+        lif(inputs(torch.float32))
 
 
 def test_no_process_global_switches():

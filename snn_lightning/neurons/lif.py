@@ -11,7 +11,7 @@ from torch import nn
 from ..surrogates import build_surrogate
 from . import functional as F
 from .base import StatefulModule
-from .kernels.dispatch import BACKENDS, LIFRun, check_backend
+from .kernels.dispatch import BACKENDS, LIFRun, check_backend  # noqa: F401 - BACKENDS: re-exported
 from .kernels.dispatch import run as run_backend
 
 

@@ -27,7 +27,10 @@ class Plan:
         self.detach = lif.detach_reset
         self.scaled = lif.emits_scaled
         self.surrogate = lif.surrogate
-        self.skey = surrogate_key(lif.surrogate) if compiled else None  # None: eager only (custom surrogate)
+        self.skey = surrogate_key(lif.surrogate) if compiled else None
+        if compiled and self.skey is None:  # the surrogate was swapped after construction (see check_backend)
+            raise ValueError(f"backend='compiled' compiles the built-in surrogates only, got "
+                             f"{type(lif.surrogate).__name__} (backend='fused' runs any surrogate)")
         self.gamma = rectangular_gamma(lif.surrogate)
         self.want_spikes = want_spikes
         self.want_fired = want_fired
