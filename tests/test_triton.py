@@ -145,7 +145,7 @@ SHAPE_CASES = [("trsg", "soft", False, "rectangular", True, True, True),
                ("trsg", "hard", False, "atan", True, False, False)]
 
 
-@pytest.mark.parametrize("shape", [(1, 2, 5), (11, 3, 7), (9, 64)], ids=["T1", "T11", "T9-one-full-block-and-a-bit"])
+@pytest.mark.parametrize("shape", [(1, 2, 5), (11, 3, 7), (9, 64)], ids=["T1", "T11-ragged-block", "T9-whole-blocks"])
 @pytest.mark.parametrize("cfg", SHAPE_CASES, ids=["-".join(map(str, c)) for c in SHAPE_CASES])
 def test_shapes_and_long_sequences(cfg, shape):
     """T = 1, T > 8 (bits spill into a second byte), a neuron count that is not a multiple of the block."""
