@@ -296,3 +296,21 @@ def test_triton_refuses_with_one_line(monkeypatch):
         LIF(backend="triton")
     assert "not installed" in assert_one_line(err.value)
     assert dispatch.resolve(LIF(), inputs(), torch.zeros(3, 37)) == "fused"  # auto on the CPU: today's choice
+
+
+def test_auto_takes_triton_on_cuda_tensors_when_it_has_a_kernel(monkeypatch):
+    """The "auto" rule, with the device test pretending CPU tensors are CUDA ones (no GPU here)."""
+    class Cubic(Surrogate):
+        def derivative(self, x):
+            return torch.clamp(1 - x * x, min=0.0)
+
+    monkeypatch.setattr(dispatch, "on_cuda", lambda x: True)
+    x, u0 = inputs(), torch.zeros(3, 37)
+    assert dispatch.resolve(LIF(), x, u0) == "triton"
+    assert dispatch.resolve(LIF(surrogate=Cubic()), x, u0) == "fused"  # no kernel for it: today's choice
+    assert dispatch.resolve(LIF(), x.double(), u0.double()) == "fused"  # float64: no Triton kernel
+    lif = make_lif("trsg", "soft", False, "atan", True, True, True)
+    res = {b: training_pass(lif, b, x, inputs(seed=1)) for b in ("torch", "auto")}
+    assert disagreements(res["torch"], res["auto"], **F32) == []
+    monkeypatch.setattr(dispatch, "triton_installed", lambda: False)
+    assert dispatch.resolve(LIF(), x, u0) == "fused"

@@ -61,13 +61,17 @@ def triton_config_problem(lif) -> Optional[str]:
     return None
 
 
+def on_cuda(x: torch.Tensor) -> bool:
+    return x.device.type == "cuda"
+
+
 def triton_tensor_problem(x: torch.Tensor, u0: torch.Tensor) -> Optional[str]:
     """Why these tensors cannot go through the Triton kernels (None when they can)."""
     if x.dtype not in TRITON_DTYPES:
         return f"backend='triton' runs float32, bfloat16 and float16 inputs, got {x.dtype}"
     if tuple(u0.shape) != tuple(x.shape[1:]):
         return f"backend='triton' needs an initial membrane of shape {tuple(x.shape[1:])}, got {tuple(u0.shape)}"
-    if x.device.type != "cuda":
+    if not on_cuda(x):
         from . import triton_lif
 
         if not triton_lif.INTERPRET:
@@ -108,8 +112,7 @@ def resolve(lif, x: torch.Tensor, u0: torch.Tensor) -> str:
     if backend == "auto":
         if torch.compiler.is_compiling():
             return "torch"
-        if (x.device.type == "cuda" and triton_config_problem(lif) is None
-                and triton_tensor_problem(x, u0) is None):
+        if on_cuda(x) and triton_config_problem(lif) is None and triton_tensor_problem(x, u0) is None:
             return "triton"
         backend = "fused"
     if backend in ("fused", "compiled") and not _fused_ok(x, u0):
