@@ -28,7 +28,7 @@ INTERPRET = bool(triton.knobs.runtime.interpret)
 
 SUR_RECT, SUR_TRI, SUR_SIGMOID, SUR_ATAN = 0, 1, 2, 3
 STAT_NONE, STAT_ACTIVE, STAT_ALL = 0, 1, 2
-HALF_PI = 1.5707963267948966
+HALF_PI = tl.constexpr(1.5707963267948966)  # a jit function may read only constexpr globals
 
 
 @triton.jit
