@@ -28,8 +28,8 @@ test-fast: $(STAMP)  ## the suite without tests marked slow
 bench: $(STAMP)  ## benchmarks side by side with spikingjelly and snnTorch (installs them in their own folder)
 	bash benchmarks/run.sh
 
-gpu-check: $(STAMP)  ## a few GPU steps, a 1-GPU DDP run and the throughput benchmark (needs CUDA)
-	bash benchmarks/gpu_check.sh
+gpu-check:  ## backends vs reference, AMP, 1-GPU DDP and throughput on CUDA (< 8 min; no install, no registry)
+	bash benchmarks/gpu_check.sh $(ARGS)
 
 clean:  ## remove caches (never outputs/, which holds runs, checkpoints and sweeps)
 	rm -rf .pytest_cache

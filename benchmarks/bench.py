@@ -118,13 +118,12 @@ def sj_lif_node(surrogate="rect"):
 
 def lif_contenders(device):
     """name -> (prepare(), step(x) returning the output) ; each step is a full forward+backward."""
-    from snn_lightning.neurons import LIF, fused
+    from snn_lightning.neurons import LIF
 
-    def ours(backend, compiled, **cfg):
+    def ours(backend, **cfg):
         lif = LIF(**cfg, backend=backend).to(device)
 
         def run(x):
-            fused.set_compile(compiled)
             lif.reset()
             return lif(x)
         return run
@@ -132,12 +131,15 @@ def lif_contenders(device):
     sj_cfg = dict(tau=2.0, v_threshold=1.0, reset="soft", surrogate="rectangular", sg_mode="as",
                   learn_tau=False, learn_threshold=False, detach_reset=False, mp_init=False)
     c = {
-        "ours fused, eager": ours("fused", False, **sj_cfg),
-        "ours fused, compiled": ours("fused", True, **sj_cfg),
-        "ours reference loop": ours("torch", False, **sj_cfg),
-        "ours fused, eager — TrSG, learnable τ/V_thr, MP-Init": ours("fused", False),
-        "ours fused, compiled — TrSG, learnable τ/V_thr, MP-Init": ours("fused", True),
+        "ours fused, eager": ours("fused", **sj_cfg),
+        "ours fused, compiled": ours("compiled", **sj_cfg),
+        "ours reference loop": ours("torch", **sj_cfg),
+        "ours fused, eager — TrSG, learnable τ/V_thr, MP-Init": ours("fused"),
+        "ours fused, compiled — TrSG, learnable τ/V_thr, MP-Init": ours("compiled"),
     }
+    if device.type == "cuda":
+        c["ours triton"] = ours("triton", **sj_cfg)
+        c["ours triton — TrSG, learnable τ/V_thr, MP-Init"] = ours("triton")
     if has("spikingjelly"):
         for name, sur in (("spikingjelly LIFNode (Rect)", "rect"), ("spikingjelly LIFNode (Sigmoid: its own fused CPU op)", "sigmoid")):
             node = sj_lif_node(sur).to(device)
@@ -228,24 +230,23 @@ def bench_lif(device, runs, warmup=3, shape=SHAPE):
         rows["floor: one copy + one add"]["cpu"].append(time.process_time() - c)
     for r in rows.values():
         r.update(summary(r.pop("times"), r.pop("cpu")))
-    from snn_lightning.neurons import fused
+    from snn_lightning.neurons.kernels import COMPILE_CACHE
 
-    fused.set_compile(None)
     return {"shape": list(shape), "device": str(device), "rows": rows, "sj_check": check_sj_agrees(device),
             "threads": torch.get_num_threads(), "loadavg": [load0, loadavg()],
-            "compile_failures": [str(k) for k in fused.compile_failures()]}
+            "compile_failures": [str(k) for k in COMPILE_CACHE.failures()]}
 
 
 # -- (b) ResNet-19 training step ----------------------------------------------------------------
 
-def sj_neuron_factory():
+def sj_neuron_factory(surrogate="rect"):
     """spikingjelly's LIFNode in our network: wrapped so the network's own reset clears it."""
     from snn_lightning.neurons import StatefulModule
 
     class SJLIF(StatefulModule):
         def __init__(self):
             super().__init__()
-            self.node = sj_lif_node()
+            self.node = sj_lif_node(surrogate)
 
         def reset(self):
             super().reset()
@@ -259,15 +260,15 @@ def sj_neuron_factory():
 
 def resnet_one(which, batch, runs, warmup, device, out_path):
     from snn_lightning.models import create_model
-    from snn_lightning.neurons import fused
 
     torch.manual_seed(0)
     neuron = None
     if which.startswith("ours"):
-        fused.set_compile("compiled" in which)
+        neuron = {}
         if "sj-config" in which:
             neuron = dict(tau=2.0, v_threshold=1.0, reset="soft", surrogate="rectangular", sg_mode="as",
                           learn_tau=False, learn_threshold=False, detach_reset=False, mp_init=False)
+        neuron["backend"] = "compiled" if "compiled" in which else "auto"
     elif which == "spikingjelly":
         neuron = sj_neuron_factory()
     else:
@@ -325,7 +326,7 @@ def lif_share(batch, device, runs=7):
     forward+backward on random inputs of exactly those shapes (median of ``runs``), summed over layers.
     """
     from snn_lightning.models import create_model
-    from snn_lightning.neurons import LIF, fused
+    from snn_lightning.neurons import LIF
 
     model = create_model("resnet19", num_classes=10, in_channels=3, T=4, neuron=sj_neuron_factory()).to(device)
     shapes = []
@@ -336,11 +337,11 @@ def lif_share(batch, device, runs=7):
         model(torch.randn(batch, 3, 32, 32, device=device))
     sj_cfg = dict(tau=2.0, v_threshold=1.0, reset="soft", surrogate="rectangular", sg_mode="as",
                   learn_tau=False, learn_threshold=False, detach_reset=False, mp_init=False)
-    contenders = {"spikingjelly LIFNode (Rect)": (sj_lif_node().to(device), None),
-                  "ours (TrSG, learnable), eager": (LIF().to(device), False),
-                  "ours (TrSG, learnable), compiled": (LIF().to(device), True),
-                  "ours (SJ config), eager": (LIF(**sj_cfg).to(device), False),
-                  "ours (SJ config), compiled": (LIF(**sj_cfg).to(device), True)}
+    contenders = {"spikingjelly LIFNode (Rect)": sj_lif_node().to(device),
+                  "ours (TrSG, learnable), eager": LIF(backend="fused").to(device),
+                  "ours (TrSG, learnable), compiled": LIF(backend="compiled").to(device),
+                  "ours (SJ config), eager": LIF(**sj_cfg, backend="fused").to(device),
+                  "ours (SJ config), compiled": LIF(**sj_cfg, backend="compiled").to(device)}
     totals = {name: 0.0 for name in contenders}
     mins = {name: 0.0 for name in contenders}
     for shp in shapes:  # per shape, the contenders run round-robin (load changes hit all alike)
@@ -348,9 +349,7 @@ def lif_share(batch, device, runs=7):
         g = torch.randn(shp, device=device)
         ts = {name: [] for name in contenders}
         for i in range(runs + 1):
-            for name, (mod, comp) in contenders.items():
-                if comp is not None:
-                    fused.set_compile(comp)
+            for name, mod in contenders.items():
                 x = x0.clone().requires_grad_(True)
                 sync(device)
                 t = time.perf_counter()
@@ -362,7 +361,6 @@ def lif_share(batch, device, runs=7):
         for name in contenders:
             totals[name] += statistics.median(ts[name])
             mins[name] += min(ts[name])
-    fused.set_compile(None)
     return {"layers": len(shapes), "elements": sum(torch.Size(s).numel() for s in shapes), "lif_fwd_bwd_s": totals,
             "lif_fwd_bwd_min_s": mins, "runs": runs}
 

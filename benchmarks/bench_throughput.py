@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels-last", choices=("off", "on", "both"), default="off",
                    help="convert model and inputs to channels_last (4-D convs only; the timesteps are folded into the batch)")
     p.add_argument("--norm", default="tdbn", help="norm kind of every layer (tdbn, tebn, tab, bn, none)")
-    p.add_argument("--backend", default="auto", help="LIF backend: auto, torch or fused")
+    p.add_argument("--backend", default="auto", help="LIF backend: auto, torch, fused, compiled or triton")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first steps)")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args(argv)

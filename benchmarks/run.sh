@@ -36,7 +36,7 @@ if [ "${BENCH_SYSTEM_MALLOC:-0}" != "1" ]; then
 fi
 
 rm -f benchmarks/.bench_venv/results/*.json
-# inductor's on-disk FX-graph cache does not key on the thread count (see neurons/fused.py): keep the
+# inductor's on-disk FX-graph cache does not key on the thread count (see neurons/kernels/compiled.py): keep the
 # benchmark's compiled kernels in a cache of their own
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/$SITE/inductor_cache}
 $PY benchmarks/bench.py info

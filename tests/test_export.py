@@ -1,6 +1,5 @@
 """Folding TrSG thresholds for binary-spike inference: same logits, 0/1 spikes everywhere."""
 import copy
-import functools
 
 import pytest
 import torch
@@ -11,47 +10,7 @@ from snn_lightning.models import create_model
 from snn_lightning.models.base import TimeDistributed
 from snn_lightning.neurons import LIF
 
-# name -> (in_channels, spatial size, extra kwargs)
-TINY = {
-    "resnet19": (3, 8, {}),
-    "cnn7": (2, 16, {"input_size": 16}),
-    "sew_resnet34": (3, 16, {}),
-    "small_cnn": (1, 8, {}),
-}
-T, B = 2, 2
-
-
-def trained_like(name, seed=0, norm="tdbn", neuron=None, dtype=torch.float64):
-    """A fresh copy of a model in a 'trained' state (built once per set of arguments)."""
-    return copy.deepcopy(_trained_like(name, seed, norm, tuple(sorted((neuron or {}).items())), dtype))
-
-
-@functools.lru_cache(maxsize=3)
-def _trained_like(name, seed, norm, neuron, dtype):
-    """Thresholds V_thr ∈ [0.3, 3] per layer, non-zero MP-Init means, non-trivial norm affines and
-    BatchNorm running statistics gathered by train-mode forwards on static images and on frames."""
-    neuron = dict(neuron) or None
-    torch.manual_seed(seed)
-    cin, size, extra = TINY[name]
-    model = create_model(name, num_classes=10, in_channels=cin, T=T, norm=norm, neuron=neuron, **extra).to(dtype)
-    with torch.no_grad():
-        for _, lif in model.neuron_layers():
-            v = torch.empty((), dtype=dtype).uniform_(0.3, 3.0)
-            lif.raw_threshold.copy_(torch.log(torch.expm1(v)))  # inverse softplus
-            lif.mp_init_mean.fill_(torch.empty(()).uniform_(-0.4, 0.4).item())
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = None  # cumulative average: running stats = the data's statistics
-                m.weight.uniform_(0.8, 2.0)  # strong enough drive that every layer fires
-                m.bias.uniform_(-0.2, 0.4)
-            elif isinstance(m, nn.Linear):
-                m.weight.mul_(20.0)  # cnn7's hidden FC neuron needs a real drive too
-            if hasattr(m, "p") and isinstance(m.p, nn.Parameter):
-                m.p.uniform_(0.7, 1.4)
-        model.train()
-        model(torch.randn(4, cin, size, size, dtype=dtype) * 2)
-        model(torch.randn(T, 4, cin, size, size, dtype=dtype) * 2)
-    return model.eval(), cin, size
+from export_models import B, T, trained_like  # noqa: E402
 
 
 def neuron_outputs(model, x):
@@ -212,3 +171,97 @@ def test_fold_and_deepcopy_after_a_training_forward():
     folded = fold_thresholds(net)
     x = torch.rand(3, 1, 8, 8)
     assert torch.allclose(folded(x), net.eval()(x), atol=1e-5)
+
+
+# -- snn-export ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """Two smoke runs written by snn-train: tdbn (NIR-exportable) and tebn (TorchScript only)."""
+    from helpers import compose_cfg
+    from snn_lightning.cli.train import train
+
+    runs = {}
+    for norm in ("tdbn", "tebn"):
+        out = tmp_path_factory.mktemp(f"run_{norm}")
+        train(compose_cfg(out, ["debug=smoke", "logger=none", "T=2", f"norm={norm}", "neuron.v_threshold=0.5"]))
+        runs[norm] = out / "checkpoints" / "last.ckpt"
+        assert runs[norm].is_file()
+    return runs
+
+
+def _export(capsys, *args, exits=False):
+    """Run ``snn-export args`` in process; with ``exits`` it must exit with status 2."""
+    from snn_lightning.cli.export import main
+
+    if exits:
+        with pytest.raises(SystemExit) as stop:
+            main(list(args))
+        assert stop.value.code == 2
+    else:
+        main(list(args))
+    return capsys.readouterr()
+
+
+def _run_logits(ckpt):
+    from snn_lightning.experiment import load_trained
+
+    trained = load_trained(ckpt)
+    trained.datamodule.setup("test")
+    x, _ = next(iter(trained.datamodule.test_dataloader()))
+    with torch.no_grad():
+        return trained.net, x, trained.net(x)
+
+
+def test_snn_export_nir_and_torchscript_give_the_checkpoints_logits(trained_runs, tmp_path, capsys):
+    from snn_lightning.export import from_nir
+
+    ckpt = trained_runs["tdbn"]
+    net, x, ref = _run_logits(ckpt)
+    out = _export(capsys, f"ckpt_path={ckpt}", "format=nir", f"out={tmp_path / 'net.nir'}")
+    assert f"to {tmp_path / 'net.nir'}" in out.out and "max |logit difference|" in out.out
+    with torch.no_grad():
+        assert (from_nir(tmp_path / "net.nir")(x) - ref).abs().max() < 1e-4
+    _export(capsys, f"ckpt_path={ckpt}", "format=torchscript", f"out={tmp_path / 'net.pt'}")
+    with torch.no_grad(), pytest.warns(FutureWarning):
+        scripted = torch.jit.load(str(tmp_path / "net.pt"))
+        assert (scripted(x) - ref).abs().max() < 1e-4
+    # the default file name sits next to the checkpoint
+    _export(capsys, f"ckpt_path={ckpt}")
+    assert ckpt.with_suffix(".nir").is_file()
+
+
+def test_snn_export_errors_are_one_line_and_overwrite_nothing(trained_runs, tmp_path, capsys):
+    ckpt = trained_runs["tdbn"]
+    existing = tmp_path / "keep.nir"
+    existing.write_text("precious")
+    cases = [
+        (["ckpt_path=/no/such.ckpt"], "error: checkpoint /no/such.ckpt does not exist"),
+        ([f"ckpt_path={ckpt}", "format=onnx"], "error: unknown format 'onnx'; allowed: nir, torchscript"),
+        ([f"ckpt_path={ckpt}", "fromat=nir"], "error: unknown key 'fromat'; allowed: ckpt_path, format, out, overwrite"),
+        ([f"ckpt_path={ckpt}", f"out={existing}"], f"error: {existing} exists; pass overwrite=true to replace it"),
+        ([f"ckpt_path={trained_runs['tebn']}", f"out={tmp_path / 'tebn.nir'}"], "error: cannot export TEBN (stem.norm) to NIR"),
+        (["format=nir"], "error: ckpt_path=... is required"),
+    ]
+    for args, message in cases:
+        err = _export(capsys, *args, exits=True).err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), err
+    assert existing.read_text() == "precious"
+    assert not (tmp_path / "tebn.nir").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_snn_export_torchscript_keeps_time_dependent_norms(trained_runs, tmp_path, capsys):
+    ckpt = trained_runs["tebn"]
+    net, x, ref = _run_logits(ckpt)
+    with pytest.warns(UserWarning, match="TEBN scales each timestep"):
+        _export(capsys, f"ckpt_path={ckpt}", "format=torchscript", f"out={tmp_path / 'tebn.pt'}")
+    with torch.no_grad(), pytest.warns(FutureWarning):
+        assert (torch.jit.load(str(tmp_path / "tebn.pt"))(x) - ref).abs().max() < 1e-4
+
+
+def test_snn_export_help_lists_the_keys(capsys):
+    from snn_lightning.cli.export import KEYS, main
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert all(k in out for k in KEYS) and "format=nir" in out

@@ -1,4 +1,4 @@
-"""The fused multi-step LIF path against the per-timestep reference loop (values and gradients)."""
+"""The fused and compiled multi-step LIF backends against the per-timestep reference loop (values and gradients)."""
 from __future__ import annotations
 
 import itertools
@@ -8,21 +8,13 @@ import pytest
 import torch
 
 from snn_lightning.neurons import LIF
-from snn_lightning.neurons import fused
+from snn_lightning.neurons.kernels import COMPILE_CACHE, LIFRun, dispatch, eager
 from snn_lightning.surrogates import Surrogate
 
 SG_MODES = ("as", "rs", "trsg")
 RESETS = ("soft", "hard")
 SURROGATES = ("rectangular", "triangular", "sigmoid", "atan")
 TOL = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-5, rtol=1e-5)}
-
-
-@pytest.fixture(autouse=True)
-def _eager_kernels():
-    """Unit tests use the eager kernels unless a test turns compilation on itself."""
-    fused.set_compile(False)
-    yield
-    fused.set_compile(None)
 
 
 def make_lif(sg, reset, detach, sur, learn_tau, learn_thr, mp_init, dtype, **kw):
@@ -56,7 +48,9 @@ def run_pass(lif, backend, x, w, u0, wu):
     xx = x.clone().requires_grad_(True)
     uu = u0.clone().requires_grad_(True)
     tau, v_thr = lif.tau.to(x.dtype), lif.v_threshold.to(x.dtype)
-    out, _spikes, u_last, _m, _fired = lif._run(xx, uu, tau, v_thr, False)
+    run = lif._run(xx, uu, tau, v_thr, False)
+    assert isinstance(run, LIFRun)
+    out, u_last = run.out, run.u_last
     params = [p for p in (lif.raw_tau, lif.raw_threshold) if p.requires_grad]
     loss = (out * w).sum() + (u_last * wu).sum()
     grads = torch.autograd.grad(loss, [xx, uu, *params])
@@ -238,7 +232,7 @@ CHUNK_CASES = [("trsg", "soft", False, "rectangular", True, True, True),
 @pytest.mark.parametrize("case", CHUNK_CASES, ids=["-".join(map(str, c)) for c in CHUNK_CASES])
 def test_cpu_chunking_matches_reference(monkeypatch, case):
     """Large layers run in column chunks on the CPU; shrink the chunk so tiny tensors take that path."""
-    monkeypatch.setattr(fused, "CPU_CHUNK", 7)
+    monkeypatch.setattr(eager, "CPU_CHUNK", 7)
     dtype = torch.float64
     lif = make_lif(*case, dtype)
     seen = {}
@@ -266,42 +260,77 @@ def test_half_precision_runs_and_agrees_loosely(dtype):
         torch.testing.assert_close(b.float(), a.float(), atol=0.1, rtol=0.05)
 
 
-def test_dispatch():
-    lif = LIF()
-    x = inputs(torch.float32)
+def test_dispatch(monkeypatch):
+    """"auto" takes the fused path on CPU tensors; "torch" never does; a whole-model compile gets the loop."""
+    from snn_lightning.neurons.kernels import function
+
     calls = []
-    orig = fused.lif_fused
+    orig = function.run_fused
 
     def spy(*args, **kw):
-        calls.append(1)
+        calls.append(args[-1])  # the ``compiled`` flag
         return orig(*args, **kw)
 
-    fused_mod = fused
+    monkeypatch.setattr(function, "run_fused", spy)
+    x = inputs(torch.float32)
+    lif = LIF()
+    lif(x.requires_grad_(True))
+    assert calls == [False], "backend auto must take the fused (eager) path on the CPU"
+    calls.clear()
+    lif.backend = "torch"
+    lif.reset()
+    lif(x)
+    assert not calls
+    u0 = torch.zeros(x.shape[1:])
+    assert dispatch.resolve(LIF(), x, u0) == "fused"
+    assert dispatch.resolve(LIF(backend="compiled"), x, u0) == "compiled"
+    assert dispatch.resolve(LIF(), x[:, :0], u0[:0]) == "torch"  # empty input: nothing to fuse
+    assert dispatch.resolve(LIF(), x, u0[:1]) == "torch"  # a broadcastable u0: the loop broadcasts it
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert dispatch.resolve(LIF(), x, u0) == "torch"
+    assert dispatch.resolve(LIF(backend="fused"), x, u0) == "fused"
+
+
+@pytest.mark.parametrize("bad", ["Fused", "cuda", ""])
+def test_unknown_backend_is_refused(bad):
+    with pytest.raises(ValueError, match="unknown backend"):
+        LIF(backend=bad)
+    lif = LIF()
+    with pytest.raises(ValueError, match="allowed"):
+        lif.backend = bad
+    assert lif.backend == "auto"
+
+
+def test_compiled_needs_a_built_in_surrogate():
+    class Cubic(Surrogate):
+        def derivative(self, x):
+            return torch.clamp(1 - x * x, min=0.0)
+
+    with pytest.raises(ValueError, match="compiled.*Cubic"):
+        LIF(surrogate=Cubic(), backend="compiled")
+    lif = LIF(backend="compiled")
+    lif.surrogate = Cubic()  # swapped after construction: refused at the call, not run eager silently
+    with pytest.raises(ValueError, match="compiled.*Cubic"):
+        lif(inputs(torch.float32))
+
+
+def test_no_process_global_switches():
+    """The backend is the neuron's own choice: nothing in the environment changes it."""
+    import os
+
+    from snn_lightning.neurons import kernels
+
+    for name in ("set_compile", "compile_enabled"):
+        assert not hasattr(kernels, name)
+    os.environ["SNN_LIGHTNING_COMPILE"] = "1"
     try:
-        fused_mod.lif_fused = spy
-        lif(x.requires_grad_(True))
-        assert calls, "backend auto must take the fused path in training"
-        calls.clear()
-        lif.backend = "torch"
-        lif.reset()
-        lif(x)
-        assert not calls
+        assert dispatch.resolve(LIF(), inputs(torch.float32), torch.zeros(3, 2, 4)) == "fused"
     finally:
-        fused_mod.lif_fused = orig
-
-
-def test_compile_flag_and_env(monkeypatch):
-    fused.set_compile(None)
-    monkeypatch.setenv("SNN_LIGHTNING_COMPILE", "1")
-    assert fused.compile_enabled()
-    monkeypatch.setenv("SNN_LIGHTNING_COMPILE", "0")
-    assert not fused.compile_enabled()
-    fused.set_compile(True)
-    assert fused.compile_enabled()
+        del os.environ["SNN_LIGHTNING_COMPILE"]
 
 
 def test_compile_failure_falls_back_to_eager_and_logs_once(monkeypatch, caplog):
-    fused.clear_compile_cache()
+    COMPILE_CACHE.clear()
 
     def broken(fn, **kw):
         def run(*a, **k):
@@ -309,25 +338,24 @@ def test_compile_failure_falls_back_to_eager_and_logs_once(monkeypatch, caplog):
         return run
 
     monkeypatch.setattr(torch, "compile", broken)
-    fused.set_compile(True)
     x, w = inputs(torch.float64), inputs(torch.float64, seed=1)
-    with caplog.at_level(logging.WARNING, logger="snn_lightning.neurons.fused"):
+    with caplog.at_level(logging.WARNING, logger="snn_lightning.neurons.kernels.compiled"):
         ref = module_pass(make_lif("trsg", "soft", False, "rectangular", True, True, True, torch.float64), "torch", x, w)
-        got = module_pass(make_lif("trsg", "soft", False, "rectangular", True, True, True, torch.float64), "fused", x, w)
-        got2 = module_pass(make_lif("as", "hard", True, "sigmoid", False, True, False, torch.float64), "fused", x, w)
+        got = module_pass(make_lif("trsg", "soft", False, "rectangular", True, True, True, torch.float64), "compiled", x, w)
+        got2 = module_pass(make_lif("as", "hard", True, "sigmoid", False, True, False, torch.float64), "compiled", x, w)
     for a, b in zip(ref, got):
         torch.testing.assert_close(b, a, **TOL[torch.float64])
     assert got2[0].shape == x.shape
-    assert len(fused.compile_failures()) >= 2
+    assert len(COMPILE_CACHE.failures()) >= 2
     assert sum("compiling the fused LIF kernels failed" in r.message for r in caplog.records) == 1
-    fused.clear_compile_cache()
+    COMPILE_CACHE.clear()
+    assert COMPILE_CACHE.failures() == []
 
 
 @pytest.mark.slow
 def test_compiled_kernels_match_reference():
     """Inductor-compiled kernels (about a minute of compiling on 2 cores; cached on disk afterwards)."""
-    fused.clear_compile_cache()
-    fused.set_compile(True)
+    COMPILE_CACHE.clear()
     x = inputs(torch.float32, shape=(4, 6, 20))
     w = inputs(torch.float32, shape=(4, 6, 20), seed=1)
     u0 = inputs(torch.float32, shape=(6, 20), seed=2) * 0.5
@@ -335,13 +363,13 @@ def test_compiled_kernels_match_reference():
     for cfg in (("trsg", "soft", False, "rectangular", True, True, True),
                 ("as", "soft", False, "rectangular", False, False, False)):
         lif = make_lif(*cfg, torch.float32)
-        for a, b in zip(module_pass(lif, "torch", x, w), module_pass(lif, "fused", x, w)):
+        for a, b in zip(module_pass(lif, "torch", x, w), module_pass(lif, "compiled", x, w)):
             torch.testing.assert_close(b, a, **TOL[torch.float32])
         if cfg[4]:
-            for a, b in zip(run_pass(lif, "torch", x, w, u0, wu), run_pass(lif, "fused", x, w, u0, wu)):
+            for a, b in zip(run_pass(lif, "torch", x, w, u0, wu), run_pass(lif, "compiled", x, w, u0, wu)):
                 torch.testing.assert_close(b, a, **TOL[torch.float32])
         # a different neuron count reuses the same compiled kernel (dynamic N)
         x2 = inputs(torch.float32, shape=(4, 3, 7))
-        for a, b in zip(module_pass(lif, "torch", x2, x2), module_pass(lif, "fused", x2, x2)):
+        for a, b in zip(module_pass(lif, "torch", x2, x2), module_pass(lif, "compiled", x2, x2)):
             torch.testing.assert_close(b, a, **TOL[torch.float32])
-    assert fused.compile_failures() == []
+    assert COMPILE_CACHE.failures() == []

@@ -261,3 +261,10 @@ def test_compiled_model_trains(tmp_path):
     """`compile=true`: torch.compile of the whole network (CPU inductor; the first step compiles)."""
     metrics = train(compose_cfg(tmp_path, ["debug=fast", "compile=true", "T=2", "batch_size=8"]))
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["global_step"] == 1
+
+
+def test_compile_neurons_selects_the_compiled_backend_per_neuron(tmp_path):
+    dm = type("D", (), {"num_classes": 10, "in_channels": 1, "input_size": 8})
+    for flag, want in ((False, "auto"), (True, "compiled")):
+        net = build_net(compose_cfg(tmp_path, [f"compile_neurons={str(flag).lower()}"]), dm)
+        assert {lif.backend for _, lif in net.neuron_layers()} == {want}

@@ -7,7 +7,8 @@ mis-shaped inputs loudly instead of silently broadcasting, return per-timestep l
 
 Why ``stem`` / ``body`` / ``head``: direct encoding runs the stem's conv+norm once on the static
 image and repeats the result T times (as the reference does), which only the stem must know about;
-and V_thr folding for binary-spike inference (``snn_lightning.export``) walks this fixed layout.
+and the export rules (``snn_lightning.export``: V_thr folding, conv/BN fusion, NIR) walk this fixed
+layout. The models themselves carry no export code.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .._checks import check_T, choice
 from ..errors import InvalidValue
 from ..neurons import LIF, reset_net
 from ..norm import NORM_KINDS, build_norm
+from .keys import upgrade_in_place
 
 NeuronFactory = Callable[[], nn.Module]
 NormFactory = Callable[[int], nn.Module]
@@ -72,9 +74,6 @@ class GlobalAvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=tuple(range(-self.dims, 0)))
 
-    def fold_thresholds_(self, scale, fold):
-        return scale  # a mean commutes with a scalar
-
 
 class Stem(nn.Module):
     """conv → norm → (repeat T for a static image) → neuron → optional per-timestep pooling.
@@ -99,12 +98,6 @@ class Stem(nn.Module):
             y = self.norm(self.conv(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
         y = self.lif(y)
         return self.pool(y) if self.pool is not None else y
-
-    def fold_thresholds_(self, scale, fold):
-        scale = fold(self.conv, scale)
-        scale = fold(self.norm, scale)
-        scale = fold(self.lif, scale)
-        return fold(self.pool, scale) if self.pool is not None else scale
 
 
 class SpikingNetwork(nn.Module):
@@ -155,11 +148,11 @@ class SpikingNetwork(nn.Module):
         self._check_input(x)
         return self.head(self.body(self.stem(x, self.T)))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the conv*/norm*/lif* rename load unchanged (models/keys.py)
+        upgrade_in_place(state_dict, prefix, expected=set(self.state_dict(keep_vars=True)))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def neuron_layers(self) -> list[tuple[str, LIF]]:
         """(qualified name, neuron) for every LIF, in forward order (registration order is forward order)."""
         return [(name, m) for name, m in self.named_modules() if isinstance(m, LIF)]
-
-    def fold_thresholds_(self, scale, fold):
-        scale = fold(self.stem, scale)
-        scale = fold(self.body, scale)
-        return fold(self.head, scale)

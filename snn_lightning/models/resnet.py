@@ -15,6 +15,8 @@ statistics), and the backbone does not need to know which neuron or norm was cho
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -30,7 +32,7 @@ def conv1x1(cin: int, cout: int, stride: int = 1, bias: bool = False) -> nn.Conv
 
 
 class BasicBlock(nn.Module):
-    """Plain spiking block: ``sn2(norm2(conv2(sn1(norm1(conv1 x)))) + shortcut(x))``.
+    """Plain spiking block: ``lif2(norm2(conv2(lif1(norm1(conv1 x)))) + shortcut(x))``.
 
     The shortcut is a projection (conv1×1 + norm, no neuron) when the shape changes, otherwise the
     identity times the buffer ``shortcut_scale``.
@@ -39,79 +41,55 @@ class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, neuron: NeuronFactory, norm: NormFactory, bias: bool = False):
         super().__init__()
         self.conv1 = TimeDistributed(conv3x3(cin, cout, stride, bias))
-        self.bn1 = norm(cout)
-        self.sn1 = neuron()
+        self.norm1 = norm(cout)
+        self.lif1 = neuron()
         self.conv2 = TimeDistributed(conv3x3(cout, cout, 1, bias))
-        self.bn2 = norm(cout)
+        self.norm2 = norm(cout)
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(TimeDistributed(conv1x1(cin, cout, stride, bias)), norm(cout))
+            self.shortcut = nn.Sequential(OrderedDict(conv=TimeDistributed(conv1x1(cin, cout, stride, bias)), norm=norm(cout)))
         else:
             self.shortcut = None
             self.register_buffer("shortcut_scale", torch.ones(()))
-        self.sn2 = neuron()
+        self.lif2 = neuron()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
+        out = self.norm2(self.conv2(self.lif1(self.norm1(self.conv1(x)))))
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         else:
             out = torch.addcmul(out, x, self.shortcut_scale)
-        return self.sn2(out)
+        return self.lif2(out)
 
-    @torch.no_grad()
-    def fold_thresholds_(self, scale, fold):
-        inner = fold(self.conv1, scale)
-        for m in (self.bn1, self.sn1, self.conv2, self.bn2):
-            inner = fold(m, inner)
-        if self.shortcut is not None:
-            side = fold(self.shortcut, scale)
-        else:
-            self.shortcut_scale.mul_(torch.as_tensor(scale, dtype=self.shortcut_scale.dtype))
-            side = 1.0
-        if float(inner) != 1.0 or float(side) != 1.0:
-            raise TypeError("BasicBlock: both branches must reach the addition at unit scale")
-        return fold(self.sn2, 1.0)
 
 
 class SEWBlock(nn.Module):
-    """SEW-ADD block: ``sn2(norm2(conv2(sn1(norm1(conv1 x))))) + identity``.
+    """SEW-ADD block: ``lif2(norm2(conv2(lif1(norm1(conv1 x))))) + identity``.
 
-    ``identity`` is x, or ``sn_down(norm(conv1×1 x))`` when the shape changes (neuron before the add).
+    ``identity`` is x, or ``lif(norm(conv1×1 x))`` when the shape changes (neuron before the add).
     It is multiplied by the buffer ``identity_scale`` (1.0 while training).
     """
 
     def __init__(self, cin: int, cout: int, stride: int, neuron: NeuronFactory, norm: NormFactory, bias: bool = False):
         super().__init__()
         self.conv1 = TimeDistributed(conv3x3(cin, cout, stride, bias))
-        self.bn1 = norm(cout)
-        self.sn1 = neuron()
+        self.norm1 = norm(cout)
+        self.lif1 = neuron()
         self.conv2 = TimeDistributed(conv3x3(cout, cout, 1, bias))
-        self.bn2 = norm(cout)
-        self.sn2 = neuron()
-        if stride != 1 or cin != cout:  # registered after sn2: it runs after sn2 in forward
-            self.downsample = nn.Sequential(TimeDistributed(conv1x1(cin, cout, stride, bias)), norm(cout), neuron())
+        self.norm2 = norm(cout)
+        self.lif2 = neuron()
+        if stride != 1 or cin != cout:  # registered after lif2: it runs after lif2 in forward
+            self.downsample = nn.Sequential(
+                OrderedDict(conv=TimeDistributed(conv1x1(cin, cout, stride, bias)), norm=norm(cout), lif=neuron())
+            )
         else:
             self.downsample = None
         self.register_buffer("identity_scale", torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.sn2(self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x))))))
+        out = self.lif2(self.norm2(self.conv2(self.lif1(self.norm1(self.conv1(x))))))
         identity = x if self.downsample is None else self.downsample(x)
         return torch.addcmul(out, identity, self.identity_scale)
 
-    @torch.no_grad()
-    def fold_thresholds_(self, scale, fold):
-        # The block output is kept in units of sn2's V_thr (so sn2 emits raw 0/1 spikes and the next
-        # layer's weights absorb V_thr); the identity branch is rescaled into those units.
-        out_scale = fold(self.conv1, scale)
-        for m in (self.bn1, self.sn1, self.conv2, self.bn2, self.sn2):
-            out_scale = fold(m, out_scale)
-        id_scale = scale if self.downsample is None else fold(self.downsample, scale)
-        ratio = torch.as_tensor(id_scale, dtype=self.identity_scale.dtype) / torch.as_tensor(
-            out_scale, dtype=self.identity_scale.dtype
-        )
-        self.identity_scale.mul_(ratio)
-        return out_scale
 
 
 class _ResNet(SpikingNetwork):
@@ -192,7 +170,7 @@ class _ResNet34Base(_ResNet):
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
             for blk in self.body:
-                for bn in blk.bn2.modules():
+                for bn in blk.norm2.modules():
                     if isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.affine:
                         nn.init.zeros_(bn.weight)
 

@@ -14,7 +14,7 @@ def find_neuron_layers(module: nn.Module) -> list[tuple[str, LIF]]:
     """(name, LIF) for every neuron layer in forward order, named relative to the network.
 
     A wrapper with ``.net`` (e.g. the LightningModule) is searched through its network, so the names
-    are the stable qualified names of the backbone (``stem.lif``, ``body.0.lif``, ``layer1.0.sn1`` …).
+    are the stable qualified names of the backbone (``stem.lif``, ``body.0.lif``, ``body.0.lif1`` …).
     """
     net = getattr(module, "net", module)
     if hasattr(net, "neuron_layers"):

@@ -12,8 +12,8 @@ from .._checks import float_above, fraction
 from ..surrogates import build_surrogate
 from . import functional as F
 from .base import StatefulModule
-
-BACKENDS = ("auto", "torch", "fused")
+from .kernels.dispatch import BACKENDS, LIFRun, check_backend  # noqa: F401 - BACKENDS: re-exported
+from .kernels.dispatch import run as run_backend
 
 
 class LIF(StatefulModule):
@@ -28,8 +28,14 @@ class LIF(StatefulModule):
       pair); updated once per training forward, frozen in evaluation, averaged across ranks.
     * ``carry_state``: by default every call is a whole sequence that starts from U[0]; with
       ``carry_state=True`` a call continues from the previous call's U[T] until ``reset()``.
-    * ``monitor``: optional callable ``monitor(lif, m_seq, s_seq)`` receiving detached pre-fire
-      membrane M[1..T] and spikes S[1..T]; used by observability callbacks.
+    * ``backend``: which kernels run the T steps, chosen once here — ``"auto"`` (Triton on CUDA
+      tensors, the fused path on the CPU), ``"torch"`` (the reference loop), ``"fused"``, ``"compiled"``
+      or ``"triton"``; see ``neurons/kernels/dispatch.py``. Every backend gives the reference's values.
+    * ``monitor``: the forward hook, an optional callable ``monitor(lif, m_seq, s_seq)`` called once
+      per forward, after the MP-Init update, with the detached pre-fire membrane M[1..T] and spikes
+      S[1..T] (``[T, B, ...]``, input dtype) of that call, whichever backend ran it. Setting it makes
+      the backend keep M and S for that call (otherwise they are never materialised). Used by the
+      observability callbacks; it must not modify its arguments.
     """
 
     def __init__(
@@ -54,7 +60,6 @@ class LIF(StatefulModule):
         self.reset_mode = F.check_choice("reset", reset, F.RESETS)
         self.sg_mode = F.check_choice("sg_mode", sg_mode, F.SG_MODES)
         self.mp_init_stat = F.check_choice("mp_init_stat", mp_init_stat, ("active", "all"))
-        self.backend = F.check_choice("backend", backend, BACKENDS)
         momentum = fraction("mp_init_momentum", mp_init_momentum, low_inclusive=False, high_inclusive=True)
         self.surrogate = build_surrogate(surrogate)
         self.detach_reset = bool(detach_reset)
@@ -63,6 +68,7 @@ class LIF(StatefulModule):
         self.learn_tau = bool(learn_tau)
         self.learn_threshold = bool(learn_threshold)
         self.carry_state = bool(carry_state)
+        self.backend = backend  # validated by the property below, once the surrogate is known
 
         raw_tau = torch.tensor(F.raw_from_tau(tau))
         raw_thr = torch.tensor(F.raw_from_v_threshold(v_threshold))
@@ -80,6 +86,14 @@ class LIF(StatefulModule):
         self.monitor: Callable | None = None
         self.register_state("v", None)
 
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = check_backend(self, value)
+
     # -- parameters -------------------------------------------------------------------------
     @property
     def tau(self) -> torch.Tensor:
@@ -96,43 +110,31 @@ class LIF(StatefulModule):
 
     # -- forward -----------------------------------------------------------------------------
     def initial_membrane(self, like: torch.Tensor) -> torch.Tensor:
+        """U[0] shaped like one step of ``like``, in the state's own dtype (the backend casts it)."""
         if self.carry_state and self.v is not None:
             return self.v
         if self.mp_init:
-            return self.mp_init_mean.to(like.dtype).expand_as(like[0])
-        return like.new_zeros(()).expand_as(like[0])  # a stride-0 view: no memset, no read of a full tensor
+            return self.mp_init_mean.expand_as(like[0])
+        return self.mp_init_mean.new_zeros(()).expand_as(like[0])  # a stride-0 view: no memset, no read of a full tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"LIF expects a multi-step input [T, B, ...] with at least 2 dims, got shape {tuple(x.shape)}")
         u0 = self.initial_membrane(x)
-        tau, v_thr = self.tau.to(x.dtype), self.v_threshold.to(x.dtype)
+        tau, v_thr = self.tau, self.v_threshold  # in the parameters' dtype; each backend casts
         need_m = self.monitor is not None
-        out, spikes, u_last, m_seq, fired = self._run(x, u0, tau, v_thr, need_m)
+        run = self._run(x, u0, tau, v_thr, need_m)
         if self.training and self.mp_init:
-            self._update_mp_init(u_last, spikes, fired)
+            self._update_mp_init(run)
         if need_m:
-            self.monitor(self, m_seq.detach(), spikes.detach())
+            self.monitor(self, run.m_seq.detach(), run.spikes.detach())
         # without carry_state nothing differentiates through v later: keep no autograd graph alive
-        self.v = u_last if self.carry_state else u_last.detach()
-        return out
+        self.v = run.u_last if self.carry_state else run.u_last.detach()
+        return run.out
 
-    def _run(self, x, u0, tau, v_thr, need_m):
-        """Dispatch to the reference loop or the fused path.
-
-        Returns ``(out, spikes, U[T], M or None, fired or None)``: the fused path hands back ``spikes``
-        only when the monitor needs them and ``fired`` (the per-(sample, neuron) "fired at least once"
-        mask) only when the MP-Init statistic does; the reference returns spikes and leaves ``fired``
-        to be derived from them. "auto" takes the fused path (same values; eager kernels give the
-        reference's bits in the forward) unless a whole-model ``torch.compile`` is tracing this module.
-        """
-        if self.backend in ("auto", "fused"):
-            from .fused import fused_available, fused_supports, lif_fused
-
-            if fused_available() and fused_supports(self, x, u0):
-                if self.backend == "fused" or not torch.compiler.is_compiling():
-                    return lif_fused(self, x, u0, tau, v_thr, need_m)
-        return (*self.reference(x, u0, tau, v_thr, need_m), None)
+    def _run(self, x, u0, tau, v_thr, need_m: bool = False) -> LIFRun:
+        """All T steps with this neuron's backend (``kernels.dispatch.run``)."""
+        return run_backend(self, x, u0, tau, v_thr, need_m)
 
     def reference(self, x, u0, tau, v_thr, need_m=False):
         """The plain per-timestep loop under autograd: the ground truth for every faster path."""
@@ -150,12 +152,14 @@ class LIF(StatefulModule):
         return torch.stack(outs), torch.stack(spikes), u, m_seq
 
     @torch.no_grad()
-    def _update_mp_init(self, u_last: torch.Tensor, spikes: torch.Tensor | None, fired: torch.Tensor | None = None) -> None:
-        if self.mp_init_stat != "active":
+    def _update_mp_init(self, run: LIFRun) -> None:
+        if run.mp_stat is not None:  # reduced inside the kernel (Triton)
+            total, count = run.mp_stat
+        else:
             fired = None
-        elif fired is None:
-            fired = spikes.amax(dim=0) > 0
-        total, count = F.mp_init_statistic(u_last, fired)
+            if self.mp_init_stat == "active":
+                fired = run.fired if run.fired is not None else run.spikes.amax(dim=0) > 0
+            total, count = F.mp_init_statistic(run.u_last, fired)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             both = torch.stack([total.float(), count.float()])
             dist.all_reduce(both)
@@ -167,5 +171,5 @@ class LIF(StatefulModule):
             f"sg_mode={self.sg_mode}, reset={self.reset_mode}, tau={self.tau.item():.4g}, "
             f"v_threshold={self.v_threshold.item():.4g}, learn_tau={self.learn_tau}, "
             f"learn_threshold={self.learn_threshold}, detach_reset={self.detach_reset}, "
-            f"mp_init={self.mp_init}, mp_init_mean={self.mp_init_mean.item():.4g}"
+            f"mp_init={self.mp_init}, mp_init_mean={self.mp_init_mean.item():.4g}, backend={self.backend}"
         )

@@ -1,12 +1,10 @@
-"""Whole-sequence LIF kernels: the forward recurrence and the hand-written reverse-time backward.
+"""Eager whole-sequence LIF kernels: the forward recurrence and the hand-written reverse-time backward.
 
-Every kernel works on a flattened sequence ``x: [T, N]`` and is written twice:
+The kernels work on a flattened sequence ``x: [T, N]`` with in-place PyTorch ops into preallocated
+buffers (few passes over memory, no autograd). ``compiled.py`` has the same maths in out-of-place form
+for ``torch.compile``; ``triton_lif.py`` has it with the time loop inside one kernel.
 
-* ``*_eager``: in-place PyTorch ops with preallocated buffers (few passes over memory, no autograd);
-* ``*_functional``: the same maths in out-of-place form, the input of ``torch.compile`` (inductor fuses
-  the whole unrolled T-loop into one or two loops over N).
-
-The maths is that of ``functional.lif_step`` (charge, fire, reset, output) and its chain rule:
+The maths is that of ``functional.lif_step`` (charge, fire, reset, output; Eqs. 1-3, 10) and its chain rule:
 
     M[t] = U[t-1] + (I[t] - U[t-1]) k                  k = 1/τ
     x[t] = M - V  (as)   |   M/V - 1  (rs, trsg)         S = H(x)
@@ -23,49 +21,18 @@ Backward, with gU the gradient reaching U[t] (from M[t+1] and, at t = T-1, from 
     gτ   = -k² Σ gM (I - U[t-1]) = -k Σ gM (M - U[t-1])
 
 so backward needs, per element and step, only what can be rebuilt from M (S, f'(x), U[t-1]); see
-``fused.py`` for what is saved in which case.
+``spec.py`` for what is saved in which case. Never bool tensors: a comparison into bool plus a
+conversion costs several times a comparison written straight into a float tensor (benchmarks/results.md).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Optional
 
 import torch
 
+from .spec import Needs, Spec, n_code_bytes, steps_per_byte
+
 Tensor = torch.Tensor
-
-
-class Spec(NamedTuple):
-    """Static configuration of one kernel (the compile cache key, with the surrogate's key)."""
-
-    sg_mode: str  # "as" | "rs" | "trsg"
-    reset: str  # "soft" | "hard"
-    detach: bool  # detach_reset
-    scaled: bool  # O = V·S (TrSG before export) rather than S
-    storage: str  # "m": M in the input dtype | "bits": packed uint8 (rectangular, no τ/V grads)
-    bits_per_step: int  # 1 (window) or 2 (window, spike) in "bits" storage
-    rect: bool  # the surrogate is the built-in rectangular shape
-    half_width: float  # rectangular γ/2
-    gamma: float  # rectangular γ
-
-
-# -- small pieces shared by every kernel -------------------------------------------------------
-
-def sg_arg(m: Tensor, v: Tensor, sg_mode: str) -> Tensor:
-    """x(M, V_thr), computed with the very ops of ``functional.sg_argument`` (same rounding)."""
-    return m - v if sg_mode == "as" else m / v - 1.0
-
-
-def reset_u(m: Tensor, s: Tensor, v: Tensor, mode: str) -> Tensor:
-    return m - v * s if mode == "soft" else m * (1.0 - s)
-
-
-def steps_per_byte(spec: Spec) -> int:
-    return 8 // spec.bits_per_step
-
-
-def n_code_bytes(spec: Spec, T: int) -> int:
-    per = steps_per_byte(spec)
-    return (T + per - 1) // per
 
 
 # -- forward -----------------------------------------------------------------------------------
@@ -82,7 +49,7 @@ def forward_eager(spec: Spec, x: Tensor, u0: Tensor, k: Tensor, v: Tensor, keep_
     Values are bit-identical to the reference loop: the charge uses its op order, and the spike test
     ``M/V − 1 > 0`` is evaluated as ``M/V > 1`` (``M − V > 0`` as ``M > V``), which is exact in IEEE
     arithmetic (a difference of floats is 0 only for equal floats). Comparisons write straight into
-    float buffers (``torch.gt(..., out=float)``): going through a bool tensor costs 4x more here.
+    float buffers (``torch.gt(..., out=float)``): going through a bool tensor costs several times more.
     """
     want_spikes, want_fired = want
     T, N = x.shape
@@ -142,57 +109,8 @@ def forward_eager(spec: Spec, x: Tensor, u0: Tensor, k: Tensor, v: Tensor, keep_
     return dest
 
 
-def make_forward_functional(spec: Spec, keep_m: bool, want: tuple[bool, bool]) -> Callable:
-    """The forward recurrence in out-of-place form (for ``torch.compile``)."""
-    want_spikes, want_fired = want
-    per = steps_per_byte(spec)
-
-    def fwd(x: Tensor, u0: Tensor, k: Tensor, v: Tensor):
-        T = x.shape[0]
-        u = u0
-        outs, ms, ss, codes = [], [], [], []
-        code = None
-        fired = None
-        for t in range(T):
-            m = u + (x[t] - u) * k
-            xa = sg_arg(m, v, spec.sg_mode)
-            s = (xa > 0).to(x.dtype)
-            outs.append(s * v if spec.scaled else s)
-            if keep_m:
-                ms.append(m)
-            if want_spikes:
-                ss.append(s)
-            if want_fired:
-                fired = s if fired is None else torch.maximum(fired, s)
-            if spec.storage == "bits":
-                # accumulate in the float dtype and narrow once: uint8 arithmetic vectorizes
-                # badly in inductor's CPU code (measured 20x slower for this kernel)
-                shift = (t % per) * spec.bits_per_step
-                c = torch.where(xa.abs() < spec.half_width, float(1 << shift), 0.0)
-                if spec.bits_per_step == 2:
-                    c = c + s * float(1 << (shift + 1))
-                code = c if code is None else code + c
-                if t % per == per - 1 or t == T - 1:
-                    codes.append(code.to(torch.uint8))
-                    code = None
-            u = reset_u(m, s, v, spec.reset)
-        out = torch.stack(outs)
-        m_all = torch.stack(ms) if keep_m else None
-        s_all = torch.stack(ss) if want_spikes else None
-        c_all = torch.stack(codes) if codes else None
-        return out, m_all, c_all, s_all, fired, u
-
-    return fwd
-
 
 # -- backward ----------------------------------------------------------------------------------
-
-class Needs(NamedTuple):
-    x: bool
-    u0: bool
-    tau: bool
-    v: bool
-
 
 def _unpack(spec: Spec, codes: Tensor, T: int, dtype) -> tuple[Tensor, Optional[Tensor]]:
     """Window (and spike) indicators ``[T, N]`` in ``dtype`` from the packed codes."""
@@ -289,7 +207,7 @@ def backward_eager(spec: Spec, needs: Needs, dfn, g_out: Optional[Tensor], g_las
             A[T - 1].mul_(-(alpha * fs)).add_(1.0)
             torch.addcmul(A[: T - 1], s[: T - 1], one_minus_k, value=-1, out=A[: T - 1])
             A[T - 1].sub_(s[T - 1])
-        else:  # (an addcmul with a 0-dim first argument is 2-4x slower than mul + add here)
+        else:  # (an addcmul with a 0-dim first argument is slower than mul + add here)
             A = torch.empty_like(gm)
             coef = v * alpha * fs
             torch.mul(fp[: T - 1], -(one_minus_k * coef), out=A[: T - 1]).add_(one_minus_k)
@@ -350,100 +268,64 @@ def backward_eager(spec: Spec, needs: Needs, dfn, g_out: Optional[Tensor], g_las
     return gx, gu0, gtau, gv
 
 
-def make_backward_functional(spec: Spec, needs: Needs, dfn, has_g_out: bool, has_g_last: bool, T: int) -> Callable:
-    """The reverse-time recurrence in out-of-place form, one step at a time (for ``torch.compile``).
+# -- eager kernels in cache-sized chunks of neurons on the CPU -------------------------------
 
-    ``T`` is static (the loop is unrolled); N stays dynamic.
-    """
-    hard = spec.reset == "hard"
-
-    def bwd(g_out, g_last, saved, u0, k, v):
-        return _bwd_body(T, g_out, g_last, saved, u0, k, v)
-
-    def step_terms(saved, t, per, v, dtype):
-        if spec.storage == "bits":
-            cb = saved[t // per].to(torch.int32)
-            shift = (t % per) * spec.bits_per_step
-            win = ((cb >> shift) & 1).to(dtype)
-            s = ((cb >> (shift + 1)) & 1).to(dtype) if spec.bits_per_step == 2 else None
-            fp = win / spec.gamma
-            return None, s, fp
-        mt = saved[t]
-        xa = sg_arg(mt, v, spec.sg_mode)
-        return mt, (xa > 0).to(mt.dtype), dfn(xa)
-
-    def _bwd_body(T, g_out, g_last, saved, u0, k, v):
-        dtype = v.dtype
-        per = steps_per_byte(spec)
-        gu = g_last if has_g_last else None
-        one_minus_k = 1.0 - k
-        gxs = [None] * T
-        gtau_acc = None
-        gv_acc = None
-        nxt = step_terms(saved, T - 1, per, v, dtype)
-        for t in range(T - 1, -1, -1):
-            mt, s, fp = nxt
-            if t > 0:
-                nxt = step_terms(saved, t - 1, per, v, dtype)
-            a = fp if spec.sg_mode == "as" else fp / v
-            go = g_out[t] if has_g_out else None
-            gs = None
-            if go is not None:
-                gs = go * v if spec.scaled else go
-            dUdS = None
-            if not spec.detach:
-                dUdS = -mt if hard else -v
-                if gu is not None:
-                    gs = gu * dUdS if gs is None else gs + gu * dUdS
-            if gu is None:
-                gm = gs * a if gs is not None else torch.zeros_like(a)
-            else:
-                direct = gu * (1.0 - s) if hard else gu
-                gm = direct + gs * a if gs is not None else direct
-            if needs.v:
-                term = None
-                if gs is not None:
-                    dSdV = -fp if spec.sg_mode == "as" else -(mt * fp) / (v * v)
-                    term = gs * dSdV
-                if spec.scaled and go is not None:
-                    term = go * s if term is None else term + go * s
-                if not hard and gu is not None:
-                    term = -(gu * s) if term is None else term - gu * s
-                if term is not None:
-                    ts = term.sum()
-                    gv_acc = ts if gv_acc is None else gv_acc + ts
-            if needs.tau:
-                if t > 0:
-                    mp, sp, _ = nxt
-                    u_prev = reset_u(mp, sp, v, spec.reset)
-                else:
-                    u_prev = u0
-                ts = (gm * (mt - u_prev)).sum()
-                gtau_acc = ts if gtau_acc is None else gtau_acc + ts
-            if needs.x:
-                gxs[t] = gm * k
-            gu = gm * one_minus_k
-        gx = torch.stack(gxs) if needs.x else None
-        gtau = -k * gtau_acc if needs.tau else None
-        gv = gv_acc if needs.v else None
-        if needs.v and gv is None:
-            gv = torch.zeros((), dtype=dtype, device=v.device)
-        gu0 = gu if needs.u0 else None
-        return gx, gu0, gtau, gv
-
-    return bwd
+CPU_CHUNK = 1 << 16  # neurons per chunk and thread: a [T, chunk] float32 temporary stays in L2 for T ≤ 8
 
 
-# -- helpers for fused.py ---------------------------------------------------------------------
+def _chunk_size(t: torch.Tensor, n: int) -> int:
+    """The eager kernels are strings of elementwise passes; on the CPU, running them on column
+    chunks keeps the temporaries in cache (benchmarks/results.md, "Eager kernels in chunks"). Each op is
+    split over the intra-op threads, so the chunk grows with their number (fewer fork/joins, the
+    same bytes per core). On a GPU one launch per op over everything is better."""
+    if t.device.type != "cpu":
+        return n
+    c = CPU_CHUNK * max(1, torch.get_num_threads())
+    return c if n > 2 * c else n
 
-def rectangular_gamma(surrogate) -> Optional[float]:
-    """γ of the built-in rectangular shape (exact type), else None."""
-    from ..surrogates.shapes import Rectangular
 
-    if type(surrogate) is Rectangular:
-        return float(surrogate.gamma)
-    return None
+def forward_chunked(spec, x2, u0c, k, v, keep_m, want):
+    T, N = x2.shape
+    C = _chunk_size(x2, N)
+    if C >= N:
+        return forward_eager(spec, x2, u0c, k, v, keep_m, want)
+    want_spikes, want_fired = want
+    out = torch.empty_like(x2)
+    m_all = torch.empty_like(x2) if keep_m else None
+    s_all = (torch.empty_like(x2) if spec.scaled else out) if want_spikes else None
+    codes = (torch.empty((n_code_bytes(spec, T), N), dtype=torch.uint8, device=x2.device)
+             if spec.storage == "bits" else None)
+    fired = torch.empty((N,), dtype=torch.bool, device=x2.device) if want_fired else None
+    u_last = torch.empty((N,), dtype=x2.dtype, device=x2.device)
+    for j in range(0, N, C):
+        sl = slice(j, j + C)
+        dest = tuple(None if b is None else (b[sl] if b.dim() == 1 else b[:, sl])
+                     for b in (out, m_all, codes, s_all, fired, u_last))
+        forward_eager(spec, x2[:, sl], u0c if u0c.dim() == 0 else u0c[sl], k, v, keep_m, want, dest)
+    return out, m_all, codes, s_all, fired, u_last
 
 
-__all__ = ["Spec", "Needs", "forward_eager", "backward_eager", "make_forward_functional",
-           "make_backward_functional", "sg_arg", "reset_u", "n_code_bytes", "rectangular_gamma"]
+def backward_chunked(spec, needs, dfn, go, gl, saved, u0c, k, v, T, N, dtype):
+    C = _chunk_size(saved, N)
+    if C >= N:
+        return backward_eager(spec, needs, dfn, go, gl, saved, u0c, k, v, T, N, dtype)
+    gx = torch.empty((T, N), dtype=dtype, device=saved.device) if needs.x else None
+    gu0 = torch.empty((N,), dtype=dtype, device=saved.device) if needs.u0 else None
+    gtau = gv = None
+    for j in range(0, N, C):
+        sl = slice(j, j + C)
+        n = min(C, N - j)
+        u0s = u0c if (u0c is None or u0c.dim() == 0) else u0c[sl]
+        _, gu0_c, gtau_c, gv_c = backward_eager(
+            spec, needs, dfn, None if go is None else go[:, sl], None if gl is None else gl[sl], saved[:, sl],
+            u0s, k, v, T, n, dtype, gx_out=None if gx is None else gx[:, sl])
+        if gu0 is not None:
+            gu0[sl].copy_(gu0_c)
+        if gtau_c is not None:
+            gtau = gtau_c if gtau is None else gtau + gtau_c
+        if gv_c is not None:
+            gv = gv_c if gv is None else gv + gv_c
+    return gx, gu0, gtau, gv
+
+
+__all__ = ["forward_eager", "backward_eager", "forward_chunked", "backward_chunked", "CPU_CHUNK"]
