@@ -25,16 +25,17 @@ OPS_KEYS = ("ops_ac", "ops_mac", "energy_uj", "fr_mean")
 def define_metrics(run) -> None:
     """Step axes and summaries for a wandb ``run`` (e.g. ``WandbLogger.experiment``).
 
-    Epoch-level keys are plotted against ``epoch`` (Lightning logs it with every call); ``val/acc`` is
-    summarized by its maximum and ``val/loss`` by its minimum, so the runs table shows the best epoch.
+    Epoch-level keys are plotted against ``epoch`` (Lightning logs it with every ``self.log`` call;
+    ``step_sync`` fills in the last epoch for keys logged without it, e.g. ``val_neuron/…``); ``val/acc``
+    is summarized by its maximum and ``val/loss`` by its minimum, so the runs table shows the best epoch.
     """
     run.define_metric("epoch")
     for prefix in EPOCH_PREFIXES:
-        run.define_metric(f"{prefix}*", step_metric="epoch")
-    run.define_metric("val/acc", step_metric="epoch", summary="max")
-    run.define_metric("val/loss", step_metric="epoch", summary="min")
+        run.define_metric(f"{prefix}*", step_metric="epoch", step_sync=True)
+    run.define_metric("val/acc", step_metric="epoch", step_sync=True, summary="max")
+    run.define_metric("val/loss", step_metric="epoch", step_sync=True, summary="min")
     for key in OPS_KEYS:
-        run.define_metric(f"val/{key}", step_metric="epoch", summary="last")
+        run.define_metric(f"val/{key}", step_metric="epoch", step_sync=True, summary="last")
 
 
 def _x_axis(key: str) -> str:

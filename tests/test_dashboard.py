@@ -93,9 +93,9 @@ def test_define_metrics():
             calls.append((name, kw))
 
     define_metrics(Run())
-    assert ("val/acc", {"step_metric": "epoch", "summary": "max"}) in calls
-    assert ("val/loss", {"step_metric": "epoch", "summary": "min"}) in calls
-    assert ("val/*", {"step_metric": "epoch"}) in calls and ("epoch", {}) in calls
+    assert ("val/acc", {"step_metric": "epoch", "step_sync": True, "summary": "max"}) in calls
+    assert ("val/loss", {"step_metric": "epoch", "step_sync": True, "summary": "min"}) in calls
+    assert ("val/*", {"step_metric": "epoch", "step_sync": True}) in calls and ("epoch", {}) in calls
 
 
 def test_define_metrics_on_an_offline_wandb_run(tmp_path):
