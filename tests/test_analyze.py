@@ -203,6 +203,11 @@ def test_training_run_logs_operations_and_gradient_telemetry(runs):
     assert (on / "figures" / "gradient_flow.png").stat().st_size > 2000
     media = {p.name.split("_")[0] for p in on.glob("wandb/offline-run-*/files/media/images/figures/*.png")}
     assert "gradient" in media
+    # the offline wandb run got the same keys (its record file holds the key names as strings)
+    (record,) = on.glob("wandb/offline-run-*/run-*.wandb")
+    data = record.read_bytes()
+    for key in ("val/ops_ac", "test/energy_uj", "grad/body.0.lif/m_norm_t1", "neuron/stem.lif/window_t2"):
+        assert key.encode() in data, key
 
 
 def test_analyze_operations_gradients_and_raster(runs, tmp_path):

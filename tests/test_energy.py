@@ -265,3 +265,13 @@ def test_firing_rates_count_non_zero_outputs():
     fr2 = float((net.s2 != 0).double().mean())
     assert counts.firing_rates["lif2"] == pytest.approx(fr2)
     assert counts.mean_firing_rate == pytest.approx((2 * 2 + fr2 * 36) / (18 + 36))
+
+
+def test_counts_do_not_depend_on_the_neuron_backend():
+    x = torch.randn(3, 1, 8, 8) * 3
+    results = []
+    for backend in ("torch", "fused"):
+        torch.manual_seed(0)
+        net = create_model("small_cnn", num_classes=3, in_channels=1, T=3, channels=4, neuron={"backend": backend, "v_threshold": 0.5})
+        results.append(count_operations(net, x))
+    assert results[0].ac > 0 and results[0].as_dict() == results[1].as_dict()
