@@ -275,3 +275,22 @@ def test_counts_do_not_depend_on_the_neuron_backend():
         net = create_model("small_cnn", num_classes=3, in_channels=1, T=3, channels=4, neuron={"backend": backend, "v_threshold": 0.5})
         results.append(count_operations(net, x))
     assert results[0].ac > 0 and results[0].as_dict() == results[1].as_dict()
+
+
+def test_sew_identity_additions_count_the_identity_spikes():
+    torch.manual_seed(0)
+    net = create_model("sew_resnet34", num_classes=5, in_channels=3, T=2, neuron={"backend": "torch"}).double()
+    _randomize_neurons(net)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64) * 3
+    nnz, handles = {}, []
+    for i, blk in enumerate(net.body):
+        key = f"body.{i}.shortcut_add"
+        if blk.downsample is None:
+            handles.append(blk.register_forward_hook(lambda m, inp, out, k=key: nnz.__setitem__(k, float((inp[0] != 0).sum()) / 2)))
+        else:
+            handles.append(blk.downsample.register_forward_hook(lambda m, inp, out, k=key: nnz.__setitem__(k, float((out != 0).sum()) / 2)))
+    counts = count_operations(net, x)
+    for h in handles:
+        h.remove()
+    shortcut = {k: v["ac"] for k, v in counts.per_layer.items() if k.endswith("shortcut_add")}
+    assert shortcut == nnz and len(shortcut) == 16 and sum(shortcut.values()) > 0
