@@ -6,7 +6,8 @@ a run folder (``snn-train`` makes one per run, a multirun one per job)::
 
     <run>/
       .hydra/{config,overrides,hydra}.yaml   the composed config, the overrides, Hydra's own config
-      status.json      {"status": running|finished|failed|..., "started": ..., ...}
+      status.json      {"status": running|finished|failed|interrupted, "started": ..., "pid": ..., ...}
+      .lock            held (flock) by the live process that runs in the folder
       metrics.json     {"metrics": {...final scalars...}, "best_checkpoint": ...}
       error.log        traceback of a failed run
       train.log        the run's log
@@ -21,6 +22,7 @@ import csv
 import json
 import math
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,12 @@ HYDRA_DIR = ".hydra"
 # folders inside a run that never hold another run (a sweep reader does not descend into them)
 INNER_DIRS = frozenset({HYDRA_DIR, CSV_DIR, CKPT_DIR, FIGURES_DIR, "wandb", "wandb_home", "aggregate", "analysis"})
 
+LOCK_FILE = ".lock"
+
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+# stopped by a signal (its last.ckpt is where it stopped); DIED is never written: it is what a
+# "running" status whose process is gone (SIGKILL, a node lost) reads as (effective_status)
+INTERRUPTED, DIED = "interrupted", "died"
 
 Series = tuple[list[float], list[float]]
 
@@ -216,3 +223,122 @@ def find_run_dirs(root: str | os.PathLike) -> list[Path]:
             continue
         dirnames[:] = sorted(d for d in dirnames if d not in INNER_DIRS)
     return sorted(found)
+
+
+# -- liveness, locks and who may write into a run folder ---------------------------------------------
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def lock_is_held(run_dir: str | os.PathLike) -> bool:
+    """Whether a live process holds the run folder's lock (False when there is no lock file)."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def is_live(run_dir: str | os.PathLike, status: Mapping | None = None) -> bool:
+    """Whether the run recorded in the folder is still running (its lock held, or its pid alive here)."""
+    status = read_status(run_dir) if status is None else status
+    if not status or status.get("status") != RUNNING:
+        return False
+    if (Path(run_dir) / LOCK_FILE).exists():
+        return lock_is_held(run_dir)
+    host = status.get("host")
+    return pid_alive(status.get("pid")) if host in (None, socket.gethostname()) else True
+
+
+def effective_status(run_dir: str | os.PathLike) -> str | None:
+    """The folder's status word, with ``running`` read as ``died`` when its process is gone."""
+    status = read_status(run_dir)
+    if not status:
+        return None
+    state = status.get("status")
+    if state == RUNNING and not is_live(run_dir, status):
+        return DIED
+    return state
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock`` for as long as the process lives (the OS drops it on any exit)."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def wait(self) -> None:
+        """Block until the lock is free (used to wait for a job another sweep is running)."""
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+def refusal(run_dir: str | os.PathLike, *, resuming: bool, overwrite: bool) -> str | None:
+    """Why a new run may not write into ``run_dir`` (None when it may).
+
+    A live run always keeps the folder; a finished one unless the new run resumes it or
+    ``overwrite=true``. Failed, interrupted and died runs may be re-run or resumed in place.
+    """
+    status = read_status(run_dir)
+    if status and status.get("status") == RUNNING and is_live(run_dir, status):
+        return (f"run folder {run_dir} is in use by a live run (pid {status.get('pid')}); "
+                f"wait for it or choose another hydra.run.dir")
+    if status and status.get("status") == FINISHED and not (resuming or overwrite):
+        return (f"run folder {run_dir} holds a finished run; resume it with ckpt_path=auto, "
+                f"choose another hydra.run.dir, or pass overwrite=true")
+    return None
+
+
+def auto_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The folder's ``checkpoints/last.ckpt`` if it has one (what ``ckpt_path=auto`` resumes from)."""
+    path = checkpoint_dir(run_dir) / LAST_CKPT
+    return path if path.is_file() else None

@@ -4,7 +4,10 @@ Cheap enough to leave on: statistics are reduced inside the neuron's monitor to 
 layer and timestep, monitors exist only on the steps that record, and nothing activation-sized is
 kept between steps. See ``conf/callbacks/default.yaml`` for the defaults.
 """
+from .checkpoint import RandomStateCallback, RunCheckpoint
 from .figures import FigureCallback
+from .finite import FiniteCheck, NonFiniteError
+from .interrupt import InterruptCallback, Interrupted
 from .neuron_stats import NeuronStatsCallback
 from .predictions import TimestepPredictionCallback
 from ..monitor import (
@@ -23,6 +26,12 @@ from ..monitor import (
 
 __all__ = [
     "FigureCallback",
+    "FiniteCheck",
+    "InterruptCallback",
+    "Interrupted",
+    "NonFiniteError",
+    "RandomStateCallback",
+    "RunCheckpoint",
     "NeuronRecorder",
     "NeuronStatsCallback",
     "PredictionRecorder",

@@ -1,0 +1,55 @@
+"""The training-loop half of SIGTERM / SIGINT handling (the signal half is :mod:`snn_lightning.signals`).
+
+While training, :class:`InterruptCallback` owns the handlers (Lightning's own SIGTERM handler, which
+it installs at the start of ``fit``, would stop the run with exit 0 and no checkpoint); at the next
+training-batch or epoch end after a signal it writes ``last.ckpt`` there and raises
+:class:`~snn_lightning.signals.Interrupted`.
+"""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+from .. import runs
+from ..signals import HANDLED, Interrupted, _handler, _State
+from .checkpoint import save_checkpoint_atomic
+
+__all__ = ["InterruptCallback", "Interrupted"]
+
+
+class InterruptCallback(Callback):
+    """Defers SIGTERM/SIGINT to the next batch end while training; saves ``last.ckpt`` there and raises."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning registered its SIGTERM handler at the start of fit: ours takes over while training
+        for s in HANDLED:
+            signal.signal(s, _handler)
+        _State.deferring = True
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        _State.deferring = False
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        _State.deferring = False
+
+    def _stop_if_requested(self, trainer) -> None:
+        signum = _State.requested
+        if signum is None:
+            return
+        _State.deferring = False
+        path = None
+        if not trainer.fast_dev_run:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            path = str(save_checkpoint_atomic(trainer, self.dirpath / runs.LAST_CKPT))
+        raise Interrupted(signum, epoch=trainer.current_epoch, step=trainer.global_step, checkpoint=path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_requested(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop_if_requested(trainer)
