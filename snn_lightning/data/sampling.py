@@ -122,12 +122,13 @@ class PerSampleSeeded(Dataset):
 class ResumableLoader(DataLoader):
     """A training ``DataLoader`` over an :class:`EpochSampler` whose position survives a checkpoint.
 
-    ``progress()`` returns how many batches of the current epoch the training loop has completed
-    (the loader itself runs ahead of the training loop because batches are pre-fetched).
+    ``progress()`` returns ``(batches of the current epoch the training loop has processed, batches
+    the epoch has)`` (the loader itself runs ahead of the training loop because batches are
+    pre-fetched, and an epoch may be cut short by ``limit_train_batches``).
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False, progress: Callable[[], int] | None = None, **kwargs):
+                 drop_last: bool = False, progress: Callable[[], tuple[int, float]] | None = None, **kwargs):
         self.epoch_sampler = EpochSampler(len(dataset), seed=seed, shuffle=True, rank=rank,
                                           world_size=world_size, drop_last=drop_last)
         self._seed, self._rank = int(seed), int(rank)
@@ -141,15 +142,16 @@ class ResumableLoader(DataLoader):
         return super().__iter__()
 
     def state_dict(self) -> dict:
-        done = int(self._progress()) if self._progress is not None else 0
-        return {"epoch": self.epoch_sampler.epoch, "batches": done, "batch_size": self.batch_size}
+        done, total = self._progress() if self._progress is not None else (0, len(self))
+        return {"epoch": self.epoch_sampler.epoch, "batches": int(done), "epoch_done": bool(done >= total),
+                "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("batch_size", self.batch_size) != self.batch_size:
             raise ValueError(f"the checkpoint's training loader had batch_size {state['batch_size']}, this run has "
                              f"{self.batch_size}; resume with the same batch_size and number of devices")
         epoch, batches = int(state["epoch"]), int(state["batches"])
-        if batches >= len(self):  # saved at the end of an epoch: the next one starts from its beginning
+        if state.get("epoch_done") or batches >= len(self):  # saved at an epoch end: the next starts afresh
             epoch, batches = epoch + 1, 0
         self.epoch_sampler.set_epoch(epoch)
         self.epoch_sampler.skip = batches * self.batch_size
@@ -164,7 +166,7 @@ def trainer_placement(trainer) -> dict:
     if trainer is None:
         return {"rank": 0, "world_size": 1, "progress": None}
 
-    def progress() -> int:
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    def progress() -> tuple[int, float]:
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed, trainer.num_training_batches
 
     return {"rank": int(trainer.global_rank), "world_size": int(trainer.world_size), "progress": progress}
