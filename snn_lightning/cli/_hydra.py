@@ -130,7 +130,7 @@ def composition_error_line(e: BaseException, config_name: str | None = None, ove
     from hydra.errors import MissingConfigException
 
     m = re.search(r"Could not override '([^']+)'", str(e))
-    if m and config_name and "not in struct" in str(e):
+    if m and config_name and "not in struct" in f"{e} {e.__cause__}":
         key = m.group(1)
         close = suggest_keys(key, config_name, list(overrides))
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

@@ -64,6 +64,8 @@ def train(cfg: DictConfig) -> dict:
 
     out_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path:
+        ex.load_run_config(ckpt_path)  # a truncated or foreign file is reported before anything is built
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     loggers = ex.build_loggers(cfg)
     callbacks = ex.build_callbacks(cfg, loggers)
@@ -209,6 +211,7 @@ def run_job(cfg: DictConfig) -> float | None:
     writer = ex.is_launch_rank_zero()  # the other ranks of a ddp / SLURM job run this too, in the same folder
     if not multirun:
         guarded(ex.check_run_config, cfg)  # before anything is written or torch is imported
+        guarded(ex.check_accelerator, cfg)  # needs torch, not Lightning
     status = runs.read_status(out_dir)
     if multirun and status and status.get("status") == runs.FINISHED and cfg.get("skip_finished", True):
         print(f"skipping finished job {out_dir}")
