@@ -322,14 +322,15 @@ class RunLock:
             self.fd = None
 
 
-def refusal(run_dir: str | os.PathLike, *, resuming: bool, overwrite: bool) -> str | None:
+def refusal(run_dir: str | os.PathLike, *, resuming: bool, overwrite: bool, locked: bool = False) -> str | None:
     """Why a new run may not write into ``run_dir`` (None when it may).
 
     A live run always keeps the folder; a finished one unless the new run resumes it or
     ``overwrite=true``. Failed, interrupted and died runs may be re-run or resumed in place.
+    ``locked``: the caller holds the folder's lock, so no other process runs there.
     """
     status = read_status(run_dir)
-    if status and status.get("status") == RUNNING and is_live(run_dir, status):
+    if not locked and status and status.get("status") == RUNNING and is_live(run_dir, status):
         return (f"run folder {run_dir} is in use by a live run (pid {status.get('pid')}); "
                 f"wait for it or choose another hydra.run.dir")
     if status and status.get("status") == FINISHED and not (resuming or overwrite):

@@ -189,6 +189,7 @@ def test_nan_stops_the_run_with_one_line(callbacks, tmp_path):
     line = one_error_line(r)
     assert line.startswith("error: non-finite training at step ") and ", epoch 0:" in line and "net." in line
     assert status_of(run)["status"] == runs.FAILED
+    assert "run failed: non-finite training" in (run / runs.TRAIN_LOG).read_text()  # train.log has the run's log
     if callbacks == "default":  # the last good step checkpoint stays, with finite weights
         ckpt = torch.load(run / runs.CKPT_DIR / runs.LAST_CKPT, weights_only=False)
         assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())

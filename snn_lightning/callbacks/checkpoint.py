@@ -31,6 +31,8 @@ def save_checkpoint_atomic(trainer, path: str | os.PathLike) -> Path:
     """``trainer.save_checkpoint`` to ``path`` via a temporary file (every rank must call it)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    if trainer.is_global_zero:
+        path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(tmp)  # collective: rank 0 writes, all ranks wait
     if trainer.is_global_zero:
         os.replace(tmp, path)
@@ -77,7 +79,6 @@ class RunCheckpoint(ModelCheckpoint):
     def write_last(self, trainer) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run or self._last_step_saved == trainer.global_step:
             return
-        Path(self.dirpath).mkdir(parents=True, exist_ok=True)
         save_checkpoint_atomic(trainer, self.last_path)
         self._last_step_saved = trainer.global_step
         self.last_model_path = str(self.last_path)

@@ -44,7 +44,6 @@ class InterruptCallback(Callback):
         _State.deferring = False
         path = None
         if not trainer.fast_dev_run:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
             path = str(save_checkpoint_atomic(trainer, self.dirpath / runs.LAST_CKPT))
         raise Interrupted(signum, epoch=trainer.current_epoch, step=trainer.global_step, checkpoint=path)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .. import runs
 from ..config import CONF_DIR, config_groups, group_options
+from ..experiment import is_launch_rank_zero
 from ..errors import UserError
 from ._common import fail, guarded, one_line
 
@@ -169,7 +170,7 @@ def hydra_cli(task: Callable, config_name: str, after: Callable[[], int] | None 
         guarded(check_group_overrides, overrides)
         extra = tuple(d for d in [args.config_dir] if d)
         guarded(check_added_keys, overrides, config_name, extra)
-        if guard_run_dir and not args.multirun:
+        if guard_run_dir and not args.multirun and is_launch_rank_zero():  # ddp children share rank 0's folder
             guarded(check_run_dir, overrides)
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:

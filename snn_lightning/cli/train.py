@@ -212,20 +212,27 @@ def run_job(cfg: DictConfig) -> float | None:
     if not multirun:
         guarded(ex.check_run_config, cfg)  # before anything is written or torch is imported
         guarded(ex.check_accelerator, cfg)  # needs torch, not Lightning
+    lock = runs.RunLock(out_dir)
+    if writer and not lock.acquire():
+        if multirun:  # another sweep runs this job: its result is checked when this sweep ends
+            print(f"skipping job {out_dir.name}: another process is running it (its result is checked at the end)")
+            BUSY_JOBS.append(out_dir)
+            return None
+        fail(f"run folder {out_dir} is in use by a live run; wait for it or choose another hydra.run.dir")
+    # from here on no other process writes into the folder: what its status says stays true
     status = runs.read_status(out_dir)
     if multirun and status and status.get("status") == runs.FINISHED and cfg.get("skip_finished", True):
+        lock.release()
         print(f"skipping finished job {out_dir}")
         return status.get("test_acc")
-    lock = runs.RunLock(out_dir)
     if writer:
-        why = runs.refusal(out_dir, resuming=_resumes_own_folder(cfg, out_dir), overwrite=bool(cfg.get("overwrite")))
-        if why is None and not lock.acquire():
-            why = f"run folder {out_dir} is in use by a live run; wait for it or choose another hydra.run.dir"
+        if status and status.get("status") == runs.RUNNING:
+            print(f"note: the previous run in {out_dir} died (pid {status.get('pid')} is gone); "
+                  f"{'resuming it' if _resumes_own_folder(cfg, out_dir) else 'starting over'}", file=sys.stderr)
+        why = runs.refusal(out_dir, resuming=_resumes_own_folder(cfg, out_dir), overwrite=bool(cfg.get("overwrite")),
+                           locked=True)
         if why is not None:
-            if multirun and runs.lock_is_held(out_dir):
-                print(f"skipping job {out_dir.name}: another process is running it (its result is checked at the end)")
-                BUSY_JOBS.append(out_dir)
-                return None
+            lock.release()
             if multirun:
                 FAILED_JOBS.append(out_dir.name)
                 print(f"error: job {out_dir.name}: {why}", file=sys.stderr)
@@ -266,14 +273,15 @@ def run_job(cfg: DictConfig) -> float | None:
         if user_error:
             fail(msg)
         raise
+    else:  # before the lock is released: a process waiting for the folder must read "finished"
+        test_acc = metrics.get("test/acc")
+        record(runs.FINISHED, seconds=time.time() - started, test_acc=test_acc)
+        return test_acc
     finally:
         restore_signal_handlers(previous_handlers)
         if log_handler is not None:
             _detach_train_log(log_handler)
         lock.release()
-    test_acc = metrics.get("test/acc")
-    record(runs.FINISHED, seconds=time.time() - started, test_acc=test_acc)
-    return test_acc
 
 
 def multirun_exit_code() -> int:
