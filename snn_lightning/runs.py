@@ -286,15 +286,28 @@ def effective_status(run_dir: str | os.PathLike) -> str | None:
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``<run>/.lock`` for as long as the process lives (the OS drops it on any exit)."""
+    """An exclusive ``flock`` on ``<run>/.lock`` for as long as the process lives (the OS drops it on any exit).
+
+    A lock this process already holds on the same folder is reused (:meth:`acquire` returns True):
+    ``snn-train`` takes it before Hydra writes into an explicit ``hydra.run.dir``, and the job keeps it.
+    """
+
+    _held: dict[str, int] = {}  # resolved run folder -> fd, for the locks this process holds
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / LOCK_FILE
         self.fd: int | None = None
 
+    @property
+    def _key(self) -> str:
+        return str(self.path.resolve())
+
     def acquire(self) -> bool:
         import fcntl
 
+        if self._key in RunLock._held:
+            self.fd = RunLock._held[self._key]
+            return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -303,6 +316,7 @@ class RunLock:
             os.close(fd)
             return False
         self.fd = fd
+        RunLock._held[self._key] = fd
         return True
 
     def wait(self) -> None:
@@ -318,6 +332,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.fd is not None:
+            RunLock._held.pop(self._key, None)
             os.close(self.fd)  # closing drops the flock
             self.fd = None
 

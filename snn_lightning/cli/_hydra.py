@@ -58,15 +58,21 @@ def check_added_keys(overrides: list[str], config_name: str, extra_dirs: tuple =
 
 
 def check_run_dir(overrides: list[str]) -> None:
-    """Refuse, before Hydra writes into it, an explicit ``hydra.run.dir`` that holds a finished or live run."""
+    """Refuse, before Hydra writes into it, an explicit ``hydra.run.dir`` that holds a finished or live run.
+
+    The folder's lock is taken here (the job, in this process, keeps it): two launches into one
+    folder at the same moment cannot both get past this point and mix their ``.hydra/`` files.
+    """
     values = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o and not o.startswith("~"))
     run_dir = values.get("hydra.run.dir")
-    if not run_dir or not Path(run_dir).is_dir():
+    if not run_dir:
         return
+    if not runs.RunLock(run_dir).acquire():
+        raise UserError(f"run folder {run_dir} is in use by a live run; wait for it or choose another hydra.run.dir")
     ckpt = values.get("ckpt_path")
     resuming = ckpt == "auto" or bool(ckpt and Path(ckpt).resolve().is_relative_to(Path(run_dir).resolve()))
     overwrite = values.get("overwrite", "false").lower() in ("true", "1", "yes")
-    why = runs.refusal(run_dir, resuming=resuming, overwrite=overwrite)
+    why = runs.refusal(run_dir, resuming=resuming, overwrite=overwrite, locked=True)
     if why:
         raise UserError(why)
 
