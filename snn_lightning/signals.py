@@ -11,6 +11,7 @@ installs the handlers before it imports torch.
 from __future__ import annotations
 
 import signal
+import threading
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
@@ -47,6 +48,8 @@ def _handler(signum, _frame) -> None:
 def install_signal_handlers() -> dict:
     """Install the handler for SIGTERM and SIGINT; returns the previous handlers (for :func:`restore`)."""
     _State.requested, _State.deferring = None, False
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return {}
     return {s: signal.signal(s, _handler) for s in HANDLED}
 
 
@@ -54,6 +57,14 @@ def restore_signal_handlers(previous: dict) -> None:
     for s, h in previous.items():
         signal.signal(s, h)
     _State.requested, _State.deferring = None, False
+
+
+def take_over_handlers() -> None:
+    """Install our handler again (Lightning replaces SIGTERM's at the start of fit) and defer signals."""
+    if threading.current_thread() is threading.main_thread():
+        for s in HANDLED:
+            signal.signal(s, _handler)
+    _State.deferring = True
 
 
 def requested_signal() -> int | None:

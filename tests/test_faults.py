@@ -165,6 +165,20 @@ def test_lock_keeps_a_second_run_out(tmp_path):
     assert runs.effective_status(run) == runs.DIED  # "running" with nobody holding the lock
 
 
+def test_status_words_and_refusals(tmp_path):
+    run = tmp_path / "run"
+    assert runs.effective_status(run) is None and runs.refusal(run, resuming=False, overwrite=False) is None
+    runs.write_status(run, runs.RUNNING, pid=2**22 + 12345)  # no such pid, and no lock file: died
+    assert runs.effective_status(run) == runs.DIED and runs.refusal(run, resuming=False, overwrite=False) is None
+    for state in (runs.INTERRUPTED, runs.FAILED):
+        runs.write_status(run, state)
+        assert runs.effective_status(run) == state and runs.refusal(run, resuming=False, overwrite=False) is None
+    runs.write_status(run, runs.FINISHED)
+    assert "holds a finished run" in runs.refusal(run, resuming=False, overwrite=False)
+    assert runs.refusal(run, resuming=True, overwrite=False) is None
+    assert runs.refusal(run, resuming=False, overwrite=True) is None
+
+
 def test_default_run_folders_are_unique_within_a_second():
     import yaml
     from hydra.core.utils import setup_globals

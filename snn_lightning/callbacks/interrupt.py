@@ -13,7 +13,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 
 from .. import runs
-from ..signals import HANDLED, Interrupted, _handler, _State
+from ..signals import Interrupted, _State, take_over_handlers
 from .checkpoint import save_checkpoint_atomic
 
 __all__ = ["InterruptCallback", "Interrupted"]
@@ -26,10 +26,7 @@ class InterruptCallback(Callback):
         self.dirpath = Path(dirpath)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        # Lightning registered its SIGTERM handler at the start of fit: ours takes over while training
-        for s in HANDLED:
-            signal.signal(s, _handler)
-        _State.deferring = True
+        take_over_handlers()  # Lightning registered its SIGTERM handler at the start of fit
 
     def on_train_end(self, trainer, pl_module) -> None:
         _State.deferring = False
@@ -39,8 +36,11 @@ class InterruptCallback(Callback):
 
     def _stop_if_requested(self, trainer) -> None:
         signum = _State.requested
-        if signum is None:
+        # every rank stops at the same step (a signal may reach the ranks a step apart, and the
+        # checkpoint below is collective); one process: no communication
+        if not trainer.strategy.reduce_boolean_decision(signum is not None, all=False):
             return
+        signum = signum if signum is not None else signal.SIGTERM
         _State.deferring = False
         path = None
         if not trainer.fast_dev_run:

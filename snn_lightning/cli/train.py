@@ -80,6 +80,7 @@ def train(cfg: DictConfig) -> dict:
 
         ckpt = ex.check_checkpoint_fits(ckpt_path, module)
         log.info("resuming from %s (%s)", ckpt_path, describe_checkpoint(ckpt))
+        warn_if_schedule_changes(cfg, ckpt)
 
     if cfg.get("train", True):
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -101,6 +102,18 @@ def train(cfg: DictConfig) -> dict:
                                  last_checkpoint=str(last) if last else None)
         summarize(metrics, out_dir, tested, tested_on)
     return metrics
+
+
+def warn_if_schedule_changes(cfg: DictConfig, ckpt: dict) -> None:
+    """A resume with another ``trainer.max_epochs`` keeps the checkpoint's LR schedule (its length included)."""
+    before = ((ckpt.get("hyper_parameters", {}).get("config") or {}).get("trainer") or {}).get("max_epochs")
+    now = cfg.trainer.get("max_epochs")
+    if before is not None and now is not None and before != now and ckpt.get("lr_schedulers"):
+        msg = (f"warning: resuming a run of trainer.max_epochs={before} with trainer.max_epochs={now}: the LR "
+               f"scheduler's state (e.g. the cosine length T_max) comes from the checkpoint, so the schedule is the "
+               f"{before}-epoch one")
+        print(msg, file=sys.stderr)
+        log.warning(msg)
 
 
 def _checkpoint_info(path: str | None) -> dict | None:
