@@ -300,6 +300,7 @@ def load_trained(ckpt_path: str | os.PathLike, batch_size: int | None = None, da
         run_cfg.data.root = data_root
     bs = int(batch_size or run_cfg.get("batch_size") or 64)
     dm, module = build_from_run_config(run_cfg, bs, trainer_hooks=trainer_hooks)
+    check_state_fits(ckpt_path, ckpt, run_cfg, module)  # a network whose definition changed: one line
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     return Trained(run_cfg, dm, module, ckpt)
@@ -312,6 +313,12 @@ def check_checkpoint_fits(ckpt_path: str | os.PathLike, module) -> dict:
     of another model (naming both models and the first mismatched keys).
     """
     run_cfg, ckpt = load_run_config(ckpt_path)
+    check_state_fits(ckpt_path, ckpt, run_cfg, module)
+    return ckpt
+
+
+def check_state_fits(ckpt_path, ckpt: dict, run_cfg: DictConfig, module) -> None:
+    """Raise UserError unless ``ckpt["state_dict"]`` has exactly ``module``'s keys and shapes."""
     saved = ckpt.get("state_dict")
     if not isinstance(saved, dict):
         raise UserError(f"checkpoint {ckpt_path} has no state_dict")
@@ -325,7 +332,6 @@ def check_checkpoint_fits(ckpt_path: str | os.PathLike, module) -> dict:
         parts = [f"{len(v)} {what} (e.g. {', '.join(v[:3])})" for what, v in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", reshaped)) if v]
         raise UserError(f"checkpoint {ckpt_path} is of another model ({theirs}) than this run ({ours}): {'; '.join(parts)}")
-    return ckpt
 
 
 def describe_model(cfg: DictConfig) -> str:

@@ -132,6 +132,19 @@ def test_crash_after_step_checkpoint_then_resume_equals_straight(variant, straig
     assert_same_state(straight_runs[variant], _final_state(tmp_path))
 
 
+@pytest.mark.slow
+def test_crash_and_resume_with_persistent_workers_is_bit_identical(straight_runs, tmp_path):
+    """Two persistent loader workers: augmentation is seeded per sample, so who draws it does not matter."""
+    workers = ["data.num_workers=2", "+data.persistent_workers=true"]
+    cfg = _cfg(tmp_path, workers, epochs=3, every_n=3)
+    with open_dict(cfg):
+        cfg.callbacks.crash = {"_target_": f"{__name__}.Crash", "at_step": 8}
+    with pytest.raises(SystemError, match="planted crash"):
+        train(cfg)
+    train(_cfg(tmp_path, workers, epochs=3, every_n=3, ckpt_path="auto"))
+    assert_same_state(straight_runs["default"], _final_state(tmp_path))  # and equal to the run without workers
+
+
 # --- the sampler and loader on their own ---------------------------------------------------------------
 def test_epoch_order_is_a_function_of_seed_and_epoch():
     assert epoch_permutation(50, 3, 1) == epoch_permutation(50, 3, 1)
