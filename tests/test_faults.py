@@ -281,3 +281,24 @@ def test_online_wandb_without_network_falls_back_to_offline(tmp_path):
     warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning: logger.wandb:")]
     assert len(warnings) == 1 and "not reachable" in warnings[0] and "offline" in warnings[0]
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+# --- resume=auto and a requeued SLURM job ------------------------------------------------------------------
+def test_auto_resume_and_slurm_requeue_pick_the_folders_last_ckpt(tmp_path, monkeypatch):
+    from helpers import compose_cfg
+    from snn_lightning.cli.train import resolve_ckpt_path
+
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    cfg = compose_cfg(tmp_path, [])
+    assert resolve_ckpt_path(cfg) is None  # nothing asked, nothing resumed
+    cfg.ckpt_path = "auto"
+    assert resolve_ckpt_path(cfg) is None  # auto in a fresh folder: a fresh start
+    last = runs.checkpoint_dir(tmp_path) / runs.LAST_CKPT
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"placeholder")
+    assert resolve_ckpt_path(cfg) == str(last)
+    cfg.ckpt_path = None
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    assert resolve_ckpt_path(cfg) is None  # first SLURM attempt: as asked
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    assert resolve_ckpt_path(cfg) == str(last)  # requeued: resumes in its own folder
