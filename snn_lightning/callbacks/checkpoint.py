@@ -77,7 +77,8 @@ class RunCheckpoint(ModelCheckpoint):
         return Path(self.dirpath) / self.last_name
 
     def write_last(self, trainer) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or self._last_step_saved == trainer.global_step:
+        # fast_dev_run included (Lightning skips its checkpoints there): `debug=fast` leaves a last.ckpt to evaluate
+        if trainer.sanity_checking or self._last_step_saved == trainer.global_step:
             return
         save_checkpoint_atomic(trainer, self.last_path)
         self._last_step_saved = trainer.global_step

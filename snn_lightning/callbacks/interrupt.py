@@ -42,9 +42,7 @@ class InterruptCallback(Callback):
             return
         signum = signum if signum is not None else signal.SIGTERM
         _State.deferring = False
-        path = None
-        if not trainer.fast_dev_run:
-            path = str(save_checkpoint_atomic(trainer, self.dirpath / runs.LAST_CKPT))
+        path = str(save_checkpoint_atomic(trainer, self.dirpath / runs.LAST_CKPT))
         raise Interrupted(signum, epoch=trainer.current_epoch, step=trainer.global_step, checkpoint=path)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
