@@ -51,6 +51,9 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         value = "auto"
     if value == "auto":
         found = runs.auto_checkpoint(cfg.paths.output_dir)
+        if found is None:  # said, not silent: a forgotten hydra.run.dir would otherwise look like a resume
+            print(f"note: ckpt_path=auto: no {runs.CKPT_DIR}/{runs.LAST_CKPT} in {cfg.paths.output_dir}; starting fresh",
+                  file=sys.stderr)
         return str(found) if found else None
     if value is not None and not Path(value).is_file():
         raise UserError(f"ckpt_path {value} does not exist (ckpt_path=auto resumes from the run folder's last.ckpt)")
