@@ -8,7 +8,10 @@
 #         digits (the default digits setting, ~10 s per job)      (multirun_sweeps/scale/*.yaml)
 #
 # Outputs go to ./outputs/sweeps/<sweep>/<scale>/<job>/ (a fixed folder: a re-run skips the jobs
-# whose status.json says finished and retries the others; a failed job does not stop the sweep).
+# whose status.json says finished and retries the others; a failed job does not stop the sweep, but
+# the sweep exits 1 at the end). Two run.sh of the same sweep may run at once (two terminals; two
+# machines where the shared file system supports flock): a job folder is locked by the process
+# running it, the other skips it and waits for its result at the end.
 # Extra arguments are Hydra overrides, e.g. `seed=1,2,3,4,5`, `trainer=ddp trainer.strategy=ddp_spawn`,
 # `hydra/launcher=submitit_slurm`, `hydra.sweep.dir=/scratch/fig9`. Then: snn-aggregate <sweep dir>.
 # Off the full scale, the sweep runs at nice 10 with one thread per job (OMP_NUM_THREADS=1).
@@ -16,7 +19,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 name="$1"; shift

@@ -14,7 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ._checks import check_T
+from . import runs
+from ._checks import check_T, choice, fraction, int_at_least
 from .errors import UserError
 
 # data-module options that need the Trainer's hooks (batch transfer); a hand-written loop drops them
@@ -48,44 +49,145 @@ def is_launch_rank_zero() -> bool:
     return True
 
 
+# -- checks that need no torch (a typo is reported before torch and Lightning load) --------------------
+# Lightning 2.6's accepted `precision` values (tests/test_faults.py compares them with Lightning's own list)
+PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+              "32-true", "64-true", "64", "32", "16", "bf16")
+
+
+def check_devices(devices: Any) -> Any:
+    """``trainer.devices``: a positive count, -1 (all), ``auto``, or a non-empty list of device ids."""
+    rule = "a positive integer, -1 (all), 'auto' or a list of device ids"
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto" or text == "-1":
+            return devices
+        ids = [t.strip() for t in text.split(",") if t.strip()]
+        if ids and all(t.isdigit() for t in ids) and (len(ids) > 1 or text.endswith(",") or int(ids[0]) > 0):
+            return devices
+    elif isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        if len(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices):
+            return devices
+    elif isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1):
+        return devices
+    raise UserError(f"trainer.devices must be {rule}, got {devices!r}")
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Values a run would otherwise reject only after torch and Lightning load (or deep inside them)."""
+    check_T(cfg.T)
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("max_epochs") is not None and trainer.get("max_epochs") != -1:
+        int_at_least("trainer.max_epochs", trainer.get("max_epochs"), 0)
+    if "precision" in trainer:
+        choice("trainer.precision", str(trainer.precision), PRECISIONS)
+    if "devices" in trainer:
+        check_devices(trainer.devices)
+    data = cfg.get("data") or {}
+    if data.get("val_fraction") is not None:
+        fraction("data.val_fraction", data.get("val_fraction"))
+    if cfg.get("nonfinite_patience") is not None:
+        int_at_least("nonfinite_patience", cfg.nonfinite_patience, 0)
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """``trainer=gpu`` (or ``accelerator: gpu|cuda``) on a machine without CUDA is the user's mistake."""
+    acc = str((cfg.get("trainer") or {}).get("accelerator", "auto"))
+    if acc in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"trainer.accelerator={acc} but this machine has no CUDA device; use trainer=cpu")
+
+
 # -- Lightning objects -------------------------------------------------------------------------------
-def instantiate_group(cfg: DictConfig | None) -> list:
-    """Instantiate every entry of a dict-of-objects group (``logger``, ``callbacks``) that has a target."""
+def instantiate_checked(node: Any, what: str, **kwargs):
+    """``hydra.utils.instantiate`` whose config mistakes are one-line UserErrors.
+
+    A UserError raised by the constructor passes through unchanged; a target that cannot be found, a
+    keyword the constructor does not take (or a missing one), and any ValueError of the Trainer's
+    constructor (it validates its own arguments) are the config's fault. Anything else keeps its
+    traceback.
+    """
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        first = " ".join(str(e).split())
+        config_fault = cause is None or isinstance(cause, (ImportError, AttributeError)) or (
+            isinstance(cause, TypeError) and "argument" in str(cause)) or (what == "trainer" and isinstance(cause, ValueError))
+        if config_fault:
+            detail = f"{type(cause).__name__}: {' '.join(str(cause).split())}" if cause is not None else first
+            raise UserError(f"{what}: cannot build {_target_of(node)}: {detail}") from None
+        raise
+
+
+def _target_of(node: Any) -> str:
+    try:
+        return str(node.get("_target_", "?"))
+    except AttributeError:
+        return "?"
+
+
+def instantiate_group(cfg: DictConfig | None, what: str = "config") -> list:
+    """Instantiate every entry of a dict-of-objects group (``logger``, ``callbacks``) that has a target."""
     if not cfg:
         return []
-    return [instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
+    return [instantiate_checked(c, f"{what}.{k}") for k, c in cfg.items() if c is not None and "_target_" in c]
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    return instantiate_group(cfg.get("logger"))
+    from .loggers import offline_unless_reachable
+
+    logger_cfg = cfg.get("logger")
+    if logger_cfg:
+        logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
+        for name, node in logger_cfg.items():
+            if node is not None and str(node.get("_target_", "")).endswith("WandbLogger"):
+                offline_unless_reachable(node, f"logger.{name}")
+    return instantiate_group(logger_cfg, "logger")
+
+
+def safety_callbacks(cfg: DictConfig) -> list:
+    """Callbacks every training run gets whatever the ``callbacks`` group says: the non-finite check,
+    the random states in checkpoints, and SIGTERM/SIGINT handling (a checkpoint where it stopped)."""
+    from .callbacks.checkpoint import RandomStateCallback
+    from .callbacks.finite import FiniteCheck
+    from .callbacks.interrupt import InterruptCallback
+
+    out = []
+    if cfg.get("nonfinite_patience", 0) is not None:
+        out.append(FiniteCheck(int(cfg.get("nonfinite_patience", 0))))
+    out += [RandomStateCallback(), InterruptCallback(str(runs.checkpoint_dir(cfg.paths.output_dir)))]
+    return out
 
 
 def build_callbacks(cfg: DictConfig, loggers: list) -> list:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = safety_callbacks(cfg) + instantiate_group(cfg.get("callbacks"), "callbacks")
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return callbacks
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list):
-    from hydra.utils import instantiate
-
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_accelerator(cfg)
+    return instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
 
 def build_datamodule(cfg: DictConfig, per_device_batch: int, *, trainer_hooks: bool = True):
     """The run's data module; ``trainer_hooks=False`` for a loader iterated by hand (no Trainer)."""
-    from hydra.utils import instantiate
-
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if not trainer_hooks:
         for key in TRAINER_ONLY_DATA_KEYS:
             data_cfg.pop(key, None)
-    return instantiate(data_cfg, batch_size=per_device_batch, T=check_T(cfg.T))
+    return instantiate_checked(data_cfg, "data", batch_size=per_device_batch, T=check_T(cfg.T))
 
 
 def neuron_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -198,6 +300,44 @@ def load_trained(ckpt_path: str | os.PathLike, batch_size: int | None = None, da
         run_cfg.data.root = data_root
     bs = int(batch_size or run_cfg.get("batch_size") or 64)
     dm, module = build_from_run_config(run_cfg, bs, trainer_hooks=trainer_hooks)
+    check_state_fits(ckpt_path, ckpt, run_cfg, module)  # a network whose definition changed: one line
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     return Trained(run_cfg, dm, module, ckpt)
+
+
+def check_checkpoint_fits(ckpt_path: str | os.PathLike, module) -> dict:
+    """The checkpoint dict, if it is an snn-train checkpoint of the same network as ``module``.
+
+    Raises a one-line UserError for a file that is truncated or not a checkpoint, and for a checkpoint
+    of another model (naming both models and the first mismatched keys).
+    """
+    run_cfg, ckpt = load_run_config(ckpt_path)
+    check_state_fits(ckpt_path, ckpt, run_cfg, module)
+    return ckpt
+
+
+def check_state_fits(ckpt_path, ckpt: dict, run_cfg: DictConfig, module) -> None:
+    """Raise UserError unless ``ckpt["state_dict"]`` has exactly ``module``'s keys and shapes."""
+    saved = ckpt.get("state_dict")
+    if not isinstance(saved, dict):
+        raise UserError(f"checkpoint {ckpt_path} has no state_dict")
+    own = module.state_dict()
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    reshaped = [f"{k} {tuple(saved[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or reshaped:
+        theirs, ours = describe_model(run_cfg), describe_model(OmegaConf.create(module.hparams.get("config") or {}))
+        parts = [f"{len(v)} {what} (e.g. {', '.join(v[:3])})" for what, v in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", reshaped)) if v]
+        raise UserError(f"checkpoint {ckpt_path} is of another model ({theirs}) than this run ({ours}): {'; '.join(parts)}")
+
+
+def describe_model(cfg: DictConfig) -> str:
+    """``small_cnn, T=4, norm=tdbn, data=DigitsDataModule``: enough to tell two runs' networks apart."""
+    model = cfg.get("model") or {}
+    name = model.get("name") or str(model.get("_target_", "?")).rsplit(".", 1)[-1]
+    norm = (cfg.get("norm") or {}).get("kind", "?")
+    data = str((cfg.get("data") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
+    return f"{name}, T={cfg.get('T', '?')}, norm={norm}, data={data}"

@@ -63,6 +63,7 @@ class SNNModule(pl.LightningModule):
         self.val_acc_t = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in range(self.T))
         self.test_acc_t = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in range(self.T))
         self._fr_terms: list[torch.Tensor] = []
+        self.last_train_loss: torch.Tensor | None = None
         if getattr(self.criterion, "fr_weight", 0.0):
             for m in self.net.modules():
                 if isinstance(m, LIF):
@@ -89,6 +90,7 @@ class SNNModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
+        self.last_train_loss = loss.detach()  # read by callbacks.finite.FiniteCheck before the optimizer step
         self.train_acc(logits.mean(0), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=y.shape[0])
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])

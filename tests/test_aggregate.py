@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import math
 import statistics
 import subprocess
@@ -382,3 +383,14 @@ def test_neuron_drift_nan_rules(tmp_path):
     assert d["drift"] == pytest.approx(0.75) and d["drift_active"] == pytest.approx((0.3 + 0.0) / 2)
     (tmp_path / "empty").mkdir()
     assert read_neuron_drift(tmp_path / "empty") == {}  # no CSV log
+
+
+def test_a_running_job_whose_process_is_gone_reads_as_died(tmp_path):
+    from snn_lightning.sweeps.read import read_sweep
+
+    alive = make_job(tmp_path, "as", 0.5, 1, None, status="other")
+    dead = make_job(tmp_path, "as", 0.5, 2, None, status="other")
+    (alive / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid()}))
+    (dead / "status.json").write_text(json.dumps({"status": "running", "pid": 2**22 + 12345}))  # above pid_max
+    states = {j.path.name: j.status for j in read_sweep([tmp_path])}
+    assert states[alive.name] == "running" and states[dead.name] == "died"

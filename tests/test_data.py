@@ -508,3 +508,16 @@ def test_lightning_trainer_fits_on_digits(tmp_path):
     assert trainer.global_step == 3 and "val_loss" in trainer.callback_metrics
 
 
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_cifar10_corrupt_pickle_names_the_file(tmp_path, no_download, damage):
+    root = fakedata.write_fake_cifar10(tmp_path, n_train=10, n_test=4, seed=3)
+    bad = next(root.rglob("data_batch_1"))
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 3] if damage == "truncate" else b"not a pickle at all" * 10)
+    dm = CIFAR10DataModule(root=str(root), batch_size=4, verify_md5=False)
+    with pytest.raises(DatasetNotFoundError) as ei:
+        dm.setup("fit")
+    msg = assert_one_line(ei.value)
+    assert str(bad) in msg and "cannot be read" in msg

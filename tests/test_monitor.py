@@ -147,3 +147,18 @@ def test_monitor_imports_no_lightning_hydra_omegaconf():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_histogram_survives_non_finite_values_and_ranges():
+    import math
+
+    import torch
+
+    from snn_lightning.monitor.neurons import batch_histogram
+
+    m = torch.tensor([[[0.5, float("nan"), 1.5, float("inf")]], [[0.2, 0.4, float("-inf"), 0.9]]])  # [T=2, B=1, 4]
+    s = torch.ones_like(m)
+    h = batch_histogram(m, s, 0.0, 2.0, 4)
+    assert h.tolist() == [[0, 1, 0, 1], [2, 1, 0, 0]]  # the non-finite entries are left out
+    z = batch_histogram(m, s, math.nan, math.nan, 4)
+    assert z.shape == (2, 4) and int(z.sum()) == 0

@@ -138,6 +138,17 @@ def test_resume_continues_with_mp_init_buffers(tmp_path):
     assert metrics["global_step"] == 6 and metrics["epoch"] == 2
 
 
+def test_last_ckpt_is_the_latest_state_even_when_val_acc_stalls(tmp_path):
+    """lr=0: val/acc never improves after epoch 0, so the best checkpoint stays there; last.ckpt moves on."""
+    metrics = train(compose_cfg(tmp_path, SMOKE + ["trainer.max_epochs=3", "optimizer.lr=0.0"]))
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == metrics["global_step"] == 9 and last["epoch"] == 2
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert Path(saved["best_checkpoint"]).name.startswith("epoch000-")
+    assert saved["tested_on"]["epoch"] == 0 and saved["tested_on"]["step"] == 3
+    assert saved["last_checkpoint"].endswith("last.ckpt")
+
+
 SEEN: dict = {}
 
 

@@ -7,7 +7,10 @@ collecting callbacks write each stage's numbers to the run's stage data files, w
 :class:`FigureCallback` draws. See ``conf/callbacks/default.yaml`` for the defaults.
 """
 from ._base import RecordSchedule, StageCallback
+from .checkpoint import RandomStateCallback, RunCheckpoint
 from .figures import FigureCallback
+from .finite import FiniteCheck, NonFiniteError
+from .interrupt import InterruptCallback, Interrupted
 from .neuron_stats import NeuronStatsCallback
 from .operations import OperationCountCallback
 from .predictions import TimestepPredictionCallback
@@ -32,6 +35,12 @@ from ..monitor import (
 __all__ = [
     "FigureCallback",
     "GradientTelemetryCallback",
+    "FiniteCheck",
+    "InterruptCallback",
+    "Interrupted",
+    "NonFiniteError",
+    "RandomStateCallback",
+    "RunCheckpoint",
     "NeuronRecorder",
     "NeuronStatsCallback",
     "OperationCountCallback",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 from torchvision import datasets as tvd
@@ -108,6 +109,23 @@ class _CIFARDataModule(BaseDataModule):
                 f"files; torchvision said: {one_line(err)}): re-download {self.archive} from {CIFAR_URL}, "
                 f"or set verify_md5=false to skip the md5 check"
             ) from None
+        except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError) as err:
+            # verify_md5=false: a damaged pickle reaches torchvision's reader; name the file that fails
+            raise DatasetNotFoundError(
+                f"{self.title} file {self._first_unreadable() or self.data_folder} cannot be read "
+                f"({type(err).__name__}: {one_line(err)}): re-download {self.archive} from {CIFAR_URL}"
+            ) from None
+
+    def _first_unreadable(self) -> str | None:
+        """The first expected pickle that does not load (None when every one does)."""
+        for name in self.expected_files():
+            path = os.path.join(self.data_folder, name)
+            try:
+                with open(path, "rb") as f:
+                    pickle.load(f, encoding="latin1")
+            except Exception:  # noqa: BLE001 - any failure means this is the damaged file
+                return path
+        return None
 
     # -- lightning hooks --------------------------------------------------------------------------
     def prepare_data(self) -> None:

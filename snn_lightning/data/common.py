@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from .._checks import choice, fraction, int_at_least
 from ..errors import UserError
 from .transforms import RandomShiftCrop
+from .sampling import ResumableLoader, trainer_placement
 
 ENV_DATA_ROOT = "SNN_DATA_ROOT"
 
@@ -167,7 +168,11 @@ class BaseDataModule(pl.LightningDataModule):
             kwargs["persistent_workers"] = self.persistent_workers
             if self.prefetch_factor is not None:
                 kwargs["prefetch_factor"] = self.prefetch_factor
-        generator = torch.Generator().manual_seed(self.seed) if train else None
+        if train:  # order and augmentation a function of (seed, epoch, rank), resumable mid-epoch
+            return ResumableLoader(dataset, batch_size=self.batch_size, seed=self.seed, drop_last=self.drop_last,
+                                   num_workers=self.num_workers, pin_memory=self.pin_memory,
+                                   **trainer_placement(self.trainer), **kwargs)
+        generator = torch.Generator().manual_seed(self.seed)  # iterating never draws from the global RNG
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import math
+
 import torch
 
 from .._checks import positive_int
@@ -53,8 +55,11 @@ def batch_histogram(m_seq: torch.Tensor, s_seq: torch.Tensor, lo: float, hi: flo
     T, B = m_seq.shape[:2]
     m = m_seq.reshape(T, -1).float()
     active = s_seq.reshape(T, B, -1).amax(dim=0).reshape(-1) > 0
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # a range scaled by a V_thr that went non-finite
+        return torch.zeros(T, bins, dtype=torch.long, device=m_seq.device)
     sel = m[:, active]
-    return torch.stack([torch.histc(sel[t], bins, lo, hi) for t in range(T)]).round_().long()
+    # non-finite membranes are left out: a run going NaN must be reported by the non-finite check, not crash here
+    return torch.stack([torch.histc(row[torch.isfinite(row)], bins, lo, hi) for row in sel]).round_().long()
 
 
 def moments(total: torch.Tensor, sq: torch.Tensor, n: torch.Tensor) -> tuple[list[float], list[float]]:

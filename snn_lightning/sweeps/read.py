@@ -142,7 +142,8 @@ def read_epoch_metrics(job_dir: Path, columns: Sequence[str]) -> dict[str, dict[
 # -- job folders ------------------------------------------------------------------------------------
 def read_job(job_dir: Path, root: Path) -> Job:
     status = runs.read_status(job_dir) or {}
-    state = status.get("status") or (runs.FINISHED if (job_dir / runs.METRICS_FILE).is_file() else "missing")
+    # a "running" job whose process is gone reads as "died" (runs.effective_status)
+    state = runs.effective_status(job_dir) or (runs.FINISHED if (job_dir / runs.METRICS_FILE).is_file() else "missing")
     job = Job(
         path=job_dir,
         name=str(job_dir.relative_to(root)) if job_dir != root else job_dir.name,
