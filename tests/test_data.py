@@ -44,7 +44,7 @@ DATAMODULES = {
 }
 
 
-# reference-notes 5.1 (written out here so a wrong constant in the package fails the tests)
+# docs/reference.md §5.1 (written out here so a wrong constant in the package fails the tests)
 CIFAR10_MEAN, CIFAR10_STD = (0.4913, 0.4821, 0.4465), (0.2470, 0.2434, 0.2615)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2673, 0.2564, 0.2762)
 

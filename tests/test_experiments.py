@@ -93,7 +93,7 @@ def test_row_matches_the_paper(row, tmp_path):
     assert cfg.data._target_.endswith(f".{data}DataModule")
     assert cfg.model.name == model and cfg.T == T and cfg.norm.kind == norm
     assert cfg.neuron.mp_init is mp and cfg.neuron.sg_mode == sg
-    # the shared recipe (reference-notes §5): LIF tau0 = 2, V_thr0 = 1, both learned, soft reset,
+    # the shared recipe (docs/reference.md §5): LIF tau0 = 2, V_thr0 = 1, both learned, soft reset,
     # rectangular surrogate, CE on the mean, SGD lr 0.02 momentum 0.9 wd 5e-4, cosine, 200 epochs
     n = cfg.neuron
     assert (n.tau, n.v_threshold, n.reset, n.learn_tau, n.learn_threshold) == (2.0, 1.0, "soft", True, True)

@@ -131,7 +131,6 @@ def test_every_cited_paper_equation_is_listed():
     assert not bad, "equation numbers the paper (as listed in docs/reference.md) does not have:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=False, reason="citations rewritten at merge")
 def test_no_citation_leaves_the_repository():
     offenders = [
         f"{rel}:{lineno}: {line.strip()}"

@@ -2,7 +2,7 @@
 
 Why ``CNN7`` looks like this: the paper's "7-layer CNN" for DVS-CIFAR10 is not in the reference code;
 the TEBN/TAB baselines it compares against use a VGG with 7 convs (64, 64, AP, 128, 128, AP, 256, 256,
-256, AP) and a 1024-unit hidden FC (reference-notes §4.4), so we build that, sized from the input
+256, AP) and a 1024-unit hidden FC (docs/reference.md §4.4), so we build that, sized from the input
 (48×48 DVS frames or 32×32 images).
 
 Why ``SmallCNN``: the experiment layer, the tests and the docs need a network that trains to a

@@ -1,8 +1,8 @@
 """Spiking ResNets: ResNet-19 (CIFAR), plain spiking ResNet-34 and SEW-ResNet-34 (ImageNet).
 
 Why two block types: the paper reports both residual styles. The plain spiking block adds the
-shortcut *before* the output neuron (reference-notes §4.1/§4.2), so every block output is a spike
-train; the SEW-ADD block puts the neuron *before* the addition (§4.3), so block outputs are sums of
+shortcut *before* the output neuron (docs/reference.md §4.1/§4.2), so every block output is a spike
+train; the SEW-ADD block puts the neuron *before* the addition (docs/reference.md §4.3), so block outputs are sums of
 spike trains. That difference decides where V_thr has to be folded for binary inference:
 
 * a projection shortcut is a conv, which absorbs the incoming V_thr in its weights;
@@ -108,7 +108,7 @@ class _ResNet(SpikingNetwork):
 
 
 class ResNet19(_ResNet):
-    """ResNet-19 as in the reference (reference-notes §4.1): 64-channel 3×3 stem, BasicBlocks [3, 3, 2] at
+    """ResNet-19 as in the reference (docs/reference.md §4.1): 64-channel 3×3 stem, BasicBlocks [3, 3, 2] at
     128/256/512 (strides 1/2/2), global average pool, one Linear(512, K). 17 neuron layers.
 
     ``conv_bias=None`` gives convs a bias only when ``norm="none"`` (otherwise the norm's β makes it redundant).
@@ -176,14 +176,14 @@ class _ResNet34Base(_ResNet):
 
 
 class SpikingResNet34(_ResNet34Base):
-    """Plain spiking ResNet-34 (reference-notes §4.2): 7×7/2 stem + max pool, BasicBlocks [3, 4, 6, 3] at
+    """Plain spiking ResNet-34 (docs/reference.md §4.2): 7×7/2 stem + max pool, BasicBlocks [3, 4, 6, 3] at
     64/128/256/512, add before the neuron, downsample conv1×1 + norm without a neuron. 33 neuron layers."""
 
     block = BasicBlock
 
 
 class SEWResNet34(_ResNet34Base):
-    """SEW-ResNet-34 (reference-notes §4.3): same stem, stages and head with SEW-ADD blocks (neuron before
+    """SEW-ResNet-34 (docs/reference.md §4.3): same stem, stages and head with SEW-ADD blocks (neuron before
     the add, a neuron on the downsample path). 36 neuron layers."""
 
     block = SEWBlock

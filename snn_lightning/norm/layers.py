@@ -8,7 +8,7 @@ statistics get synchronised across ranks and the wrapper's time logic stays inta
 
 Why several kinds: Table 1 of the paper compares MP-Init against time-aware normalizations
 (TEBN, TAB) on top of the tdBN default; ``bn`` (statistics per frame) and ``none`` are the
-controls. See reference-notes §9 for the formulas.
+controls. See docs/reference.md §9 for the formulas.
 """
 from __future__ import annotations
 
