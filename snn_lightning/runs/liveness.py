@@ -57,7 +57,9 @@ def is_live(run_dir: str | os.PathLike, status: Mapping | None = None) -> bool:
     if (Path(run_dir) / LOCK_FILE).exists():
         return lock_is_held(run_dir)
     host = status.get("host")
-    return pid_alive(status.get("pid")) if host in (None, socket.gethostname()) else True
+    if status.get("pid") is None or host not in (None, socket.gethostname()):
+        return True  # nothing here can tell: a status written without a pid, or by another machine
+    return pid_alive(status.get("pid"))
 
 
 def effective_status(run_dir: str | os.PathLike) -> str | None:
