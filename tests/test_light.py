@@ -210,3 +210,18 @@ def test_ddp_matches_default(tmp_path):
             assert torch.allclose(g, res["light"][k], atol=1e-6, rtol=1e-6), k
         for k, b in res["default_buffers"].items():
             assert torch.equal(b, res["light_buffers"][k]), k
+
+
+@pytest.mark.slow
+def test_torch_compile_two_steps():
+    net, light, cin, size = _pair("small_cnn", dtype=torch.float32)
+    x = torch.randn(4, cin, size, size)
+    grads = []
+    for m in (net, light):
+        compiled = torch.compile(m)
+        for _ in range(2):
+            m.zero_grad(set_to_none=True)
+            compiled(x).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-5, rtol=1e-4), k

@@ -54,6 +54,9 @@ class _LightConvForward:
     def __init__(self, conv: nn.Module, packer: SpikePacker, link: _Link | None):
         self.conv, self.spec, self.link = conv, ConvSpec(conv, packer), link
 
+    # under torch.compile the light layers run eagerly (a graph break each): the packer's bookkeeping and
+    # the hand-over to the norm are Python state that a traced graph would freeze
+    @torch.compiler.disable
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         if not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)):
@@ -75,6 +78,7 @@ class _LightNormForward:
     def _plain(self, y):
         return type(self.norm).forward(self.norm, y)
 
+    @torch.compiler.disable
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         pending, self.link.pending = self.link.pending, None
         if pending is None or not torch.is_grad_enabled():
