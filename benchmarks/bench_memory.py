@@ -9,7 +9,8 @@ For T = 4, 8 and 16 at one batch size it prints, side by side in one process:
 * the step time (forward + backward + SGD step), contenders interleaved run by run so that a change
   in machine load hits all alike, and the light/default ratio;
 * the peak RSS of a process that builds the network and runs two steps (each contender in its own
-  subprocess, so the figure is its own).
+  subprocess, so the figure is its own), in total and above the RSS after imports, with glibc's
+  mmap threshold fixed so that freed activations leave the RSS.
 
 Then the largest batch whose saved-for-backward bytes fit a fixed budget (``--budget-gib``), from the
 exact linear dependence on the batch (measured at two batch sizes).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -90,8 +92,13 @@ def rss_one(which: str, T: int, batch: int) -> tuple[float, float]:
     code = (f"import bench_memory as b; base = b.vm_kib('VmRSS'); net, opt = b.build({which!r}, {T}); "
             f"_, step = b.make_step(net, opt, {batch}); step(); step(); "
             "peak = b.vm_kib('VmHWM'); print(peak / 1024, (peak - base) / 1024)")
+    # A fixed mmap threshold: glibc's default one rises after every large free, after which freed
+    # activations stay in the heap and RSS stops following what is alive (run.sh's benchmark setting,
+    # a 1 GiB threshold, keeps everything in the heap on purpose: right for timing, wrong here).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent)
+                         cwd=Path(__file__).resolve().parent, env=env)
     peak, above = out.stdout.strip().splitlines()[-1].split()
     return float(peak), float(above)
 
