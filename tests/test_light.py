@@ -225,3 +225,9 @@ def test_torch_compile_two_steps():
         grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
     for k in grads[0]:
         assert torch.allclose(grads[0][k], grads[1][k], atol=1e-5, rtol=1e-4), k
+
+
+def test_channels_last_weights():
+    net, light, cin, size = _pair("small_cnn")
+    net, light = (m.to(memory_format=torch.channels_last) for m in (net, light))
+    _assert_same(net, light, torch.randn(4, cin, size, size, dtype=torch.float64))
