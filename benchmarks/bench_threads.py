@@ -59,8 +59,8 @@ def loadavg() -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=int(os.environ.get("BENCH_TRAIN_EPOCHS", 3)),
-                    help="trainer.max_epochs of the default run (its config says 15)")
+    ap.add_argument("--epochs", type=int, default=int(os.environ.get("BENCH_TRAIN_EPOCHS", 15)),
+                    help="trainer.max_epochs (the default run: 15; BENCH_TRAIN_EPOCHS)")
     ap.add_argument("--busy", type=int, default=int(os.environ.get("BENCH_BUSY", 4)))
     ap.add_argument("--modes", default="policy,torch-defaults")
     a = ap.parse_args(argv)
