@@ -160,6 +160,7 @@ def main(argv=None):
     print(f"\nLargest batch at T=4 whose saved-for-backward bytes fit {a.budget_gib:g} GiB: "
           + ", ".join(f"{w} {n}" for w, n in res["max_batch"].items()))
     if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=1))
 
 
