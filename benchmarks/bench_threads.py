@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -37,16 +38,20 @@ def job(mode: str, overrides: list[str]) -> None:
     main()
 
 
-def timed_run(mode: str, overrides: list[str], workdir: str) -> float:
+def timed_run(mode: str, overrides: list[str], workdir: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the job)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
     extra = []
     if mode == "torch-defaults":
         env["GOMP_SPINCOUNT"] = "300000"
         extra = [f"threads={os.cpu_count()}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([sys.executable, __file__, "job", mode, "--", *overrides, *extra], env=env, cwd=workdir,
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def spinners(n: int) -> list[subprocess.Popen]:
@@ -69,8 +74,8 @@ def main(argv=None):
     overrides = [*JOB_ARGS, f"trainer.max_epochs={a.epochs}"]
     print(f"default snn-train run (digits, small_cnn, {a.epochs} epochs) quiet and beside {a.busy} CPU-bound "
           f"processes, {os.cpu_count()} cores; load average before: {loadavg():.1f}")
-    print("| threads | quiet s | busy s | busy / quiet |")
-    print("|---|---|---|---|")
+    print("| threads | quiet s | busy s | busy / quiet | job CPU s quiet / busy |")
+    print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-threads-") as work:
         for mode in a.modes.split(","):
             quiet = timed_run(mode, overrides, work)
@@ -82,7 +87,10 @@ def main(argv=None):
                     p.kill()
                 for p in procs:
                     p.wait()
-            print(f"| {mode} | {quiet:.1f} | {busy:.1f} | {busy / quiet:.2f} |", flush=True)
+            # the job's CPU time shows whether the busy run lost time to sharing (same CPU s) or to
+            # threads waiting on descheduled threads (more CPU s: spinning)
+            print(f"| {mode} | {quiet[0]:.1f} | {busy[0]:.1f} | {busy[0] / quiet[0]:.2f} | {quiet[1]:.1f} / {busy[1]:.1f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
