@@ -59,5 +59,6 @@ fi
 echo "== (c) GPU =="
 $PY benchmarks/bench.py gpu --runs "$RUNS"
 
+echo "== (d) memory (ResNet-19, T=4/8/16) and (e) CPU threads on a busy machine ==" && $PY benchmarks/bench_memory.py --json $SITE/results/memory.json && $PY benchmarks/bench_threads.py
 $PY benchmarks/bench.py report > /dev/null
 echo "wrote benchmarks/results.md"

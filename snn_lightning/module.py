@@ -17,6 +17,13 @@ def to_time_major(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(0, 1) if x.dim() == 5 else x
 
 
+def _drop_compiled_keys(state_dict, prefix, *_args) -> None:
+    """Checkpoints of compile=true runs written before the wrapper was unregistered held every weight
+    twice (``_compiled._orig_mod.*``); the copy is dropped on load."""
+    for key in [k for k in state_dict if k.startswith(prefix + "_compiled.")]:
+        del state_dict[key]
+
+
 def cumulative_mean(logits: torch.Tensor) -> torch.Tensor:
     """``out[t]`` = mean of logits 1..t: the prediction an early exit at t would make."""
     steps = torch.arange(1, logits.shape[0] + 1, device=logits.device, dtype=logits.dtype)
@@ -56,7 +63,11 @@ class SNNModule(pl.LightningModule):
         self.criterion = loss if loss is not None else MeanCrossEntropy()
         self.weight_decay = float(weight_decay)
         self.neuron_weight_decay = neuron_weight_decay
-        self._compiled = torch.compile(net) if compile else None
+        # not registered as a submodule: it wraps self.net, whose parameters are already the module's,
+        # and a registered wrapper would put every weight in the checkpoint twice (`_compiled._orig_mod.*`)
+        object.__setattr__(self, "_compiled", torch.compile(net) if compile else None)
+        self._lifs = [m for m in net.modules() if isinstance(m, LIF)]
+        self._register_load_state_dict_pre_hook(_drop_compiled_keys)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -71,8 +82,11 @@ class SNNModule(pl.LightningModule):
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self._compiled if (self._compiled is not None and self.training) else self.net
-        return net(to_time_major(x))
+        # a recording step (a monitor installed by the observability callbacks) runs eagerly, so the
+        # hooks never enter the compiled graph and switching them on and off costs no recompilation
+        recording = any(lif._recording for lif in self._lifs)
+        use_compiled = self._compiled is not None and self.training and not recording
+        return (self._compiled if use_compiled else self.net)(to_time_major(x))
 
     def _collect_firing_rate(self, lif: LIF, _inp, out: torch.Tensor) -> None:
         s = out / lif.v_threshold if lif.emits_scaled else out

@@ -279,3 +279,22 @@ def test_compile_neurons_selects_the_compiled_backend_per_neuron(tmp_path):
     for flag, want in ((False, "auto"), (True, "compiled")):
         net = build_net(compose_cfg(tmp_path, [f"compile_neurons={str(flag).lower()}"]), dm)
         assert {lif.backend for _, lif in net.neuron_layers()} == {want}
+
+
+@pytest.mark.slow
+def test_compiled_run_survives_the_monitor_switching_on_and_off(tmp_path):
+    """`compile=true` over several steps with the neuron monitor installed on every other step
+    (it used to crash at the second step), and checkpoints that hold each weight once."""
+    cfg = compose_cfg(tmp_path, [
+        "compile=true", "T=2", "batch_size=8", "logger=csv", "trainer.max_epochs=1", "+trainer.limit_train_batches=5",
+        "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "callbacks.neuron_stats.every_n_steps=2",
+    ])
+    metrics = train(cfg)
+    assert metrics["global_step"] == 5
+    from snn_lightning import runs
+
+    log = runs.read_run_metrics_csv(tmp_path)
+    steps, _ = log.series(next(c for c in log.columns if c.startswith("neuron/") and c.endswith("/fr_t1")))
+    assert sorted({int(s) for s in steps}) == [0, 2, 4]  # recorded on the monitored steps, eagerly
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not [k for k in ckpt["state_dict"] if k.startswith("_compiled.")]

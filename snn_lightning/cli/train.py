@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from .. import experiment as ex
 from .. import runs
+from ..threads import apply_thread_policy
 from ..signals import Interrupted, install_signal_handlers, restore_signal_handlers
 from ..errors import UserError
 from ._common import error_line, fail, guarded
@@ -62,6 +63,8 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 def train(cfg: DictConfig) -> dict:
     """Fit and test as the config says; returns the final metrics. Raises UserError on bad input."""
+    # before torch loads: OMP_WAIT_POLICY only takes effect if set before the OpenMP runtime starts
+    apply_thread_policy(cfg.get("threads"), cfg.model.get("name"))
     ex.check_run_config(cfg)
     import lightning.pytorch as pl
 

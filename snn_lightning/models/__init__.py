@@ -13,6 +13,7 @@ from torch import nn
 from .._checks import choice
 from .base import GlobalAvgPool, SpikingNetwork, Stem, TimeDistributed, layer_factories, neuron_factory, norm_factory
 from .convnets import CNN7, ConvNormLIF, SmallCNN
+from .light import MEMORY_MODES, make_light, memory_mode
 from .resnet import BasicBlock, ResNet19, SEWBlock, SEWResNet34, SpikingResNet34
 
 MODELS: dict[str, type[SpikingNetwork]] = {
@@ -32,19 +33,26 @@ def create_model(
     T: int,
     norm: str | Callable[[int], nn.Module] = "tdbn",
     neuron: Mapping | Callable[[], nn.Module] | None = None,
+    memory: str | None = None,
     **kwargs,
 ) -> SpikingNetwork:
     """Build model ``name`` with one fresh ``LIF(**neuron)`` and one ``norm`` layer per layer.
 
     ``kwargs`` go to the backbone (e.g. ``input_size`` for cnn7, ``channels`` for small_cnn,
-    ``conv_bias``, ``zero_init_residual`` for the ResNet-34s).
+    ``conv_bias``, ``zero_init_residual`` for the ResNet-34s). ``memory="light"`` converts the network
+    with :func:`make_light` (spikes kept as bits for backward); ``None``/``"off"`` keeps the default.
     """
     choice("model", name, sorted(MODELS))
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels, T=T, neuron=neuron, norm=norm, **kwargs)
+    light = memory_mode(memory) == "light"
+    net = MODELS[name](num_classes=num_classes, in_channels=in_channels, T=T, neuron=neuron, norm=norm, **kwargs)
+    if light:
+        make_light(net)
+    return net
 
 
 __all__ = [
     "CNN7",
+    "MEMORY_MODES",
     "MODELS",
     "BasicBlock",
     "ConvNormLIF",
@@ -59,6 +67,7 @@ __all__ = [
     "TimeDistributed",
     "create_model",
     "layer_factories",
+    "make_light",
     "neuron_factory",
     "norm_factory",
 ]

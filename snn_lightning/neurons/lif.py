@@ -87,6 +87,18 @@ class LIF(StatefulModule):
         self.register_state("v", None)
 
     @property
+    def monitor(self) -> Callable | None:
+        """The forward hook ``monitor(lif, m_seq, s_seq)`` (None: not recording)."""
+        return self._monitor
+
+    @monitor.setter
+    def monitor(self, fn: Callable | None) -> None:
+        # forward branches on a plain bool: torch.compile guards bools by value, so switching the
+        # monitor on and off recompiles cleanly (it puts no guard on a compiler-disabled callable)
+        self._monitor = fn
+        self._recording = fn is not None
+
+    @property
     def backend(self) -> str:
         return self._backend
 
@@ -122,12 +134,12 @@ class LIF(StatefulModule):
             raise ValueError(f"LIF expects a multi-step input [T, B, ...] with at least 2 dims, got shape {tuple(x.shape)}")
         u0 = self.initial_membrane(x)
         tau, v_thr = self.tau, self.v_threshold  # in the parameters' dtype; each backend casts
-        need_m = self.monitor is not None
+        need_m = self._recording
         run = self._run(x, u0, tau, v_thr, need_m)
         if self.training and self.mp_init:
             self._update_mp_init(run)
         if need_m:
-            self.monitor(self, run.m_seq.detach(), run.spikes.detach())
+            self._monitor(self, run.m_seq.detach(), run.spikes.detach())
         # without carry_state nothing differentiates through v later: keep no autograd graph alive
         self.v = run.u_last if self.carry_state else run.u_last.detach()
         return run.out
