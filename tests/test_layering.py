@@ -67,3 +67,8 @@ def test_library_imports_nothing_from_the_application_half():
                 continue
             bad = sorted(n for n in _imported_modules(f) if any(n == a or n.startswith(a + ".") for a in app))
             assert not bad, f"{f.relative_to(PACKAGE)} imports {bad}"
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(f.relative_to(PACKAGE)): n for f in PACKAGE.rglob("*.py") if (n := len(f.read_text().splitlines())) > 400}
+    assert not long, f"split these by role: {long}"
