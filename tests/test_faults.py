@@ -177,6 +177,16 @@ def test_status_words_and_refusals(tmp_path):
     assert "holds a finished run" in runs.refusal(run, resuming=False, overwrite=False)
     assert runs.refusal(run, resuming=True, overwrite=False) is None
     assert runs.refusal(run, resuming=False, overwrite=True) is None
+    # a stopped run with a last.ckpt keeps it: a fresh start would overwrite what it resumes from
+    (run / runs.CKPT_DIR).mkdir()
+    (run / runs.CKPT_DIR / runs.LAST_CKPT).write_bytes(b"ckpt")
+    for fields, word in (({"status": runs.INTERRUPTED}, "an interrupted"), ({"status": runs.RUNNING, "pid": 2**22 + 12345}, "a died")):
+        runs.write_json(run / runs.STATUS_FILE, fields)
+        assert f"holds {word} run" in runs.refusal(run, resuming=False, overwrite=False)
+        assert runs.refusal(run, resuming=True, overwrite=False) is None
+        assert runs.refusal(run, resuming=False, overwrite=True) is None
+    runs.write_status(run, runs.FAILED)
+    assert runs.refusal(run, resuming=False, overwrite=False) is None  # a sweep retries failed jobs
 
 
 def test_default_run_folders_are_unique_within_a_second():

@@ -129,7 +129,8 @@ def refusal(run_dir: str | os.PathLike, *, resuming: bool, overwrite: bool, lock
     """Why a new run may not write into ``run_dir`` (None when it may).
 
     A live run always keeps the folder; a finished one unless the new run resumes it or
-    ``overwrite=true``. Failed, interrupted and died runs may be re-run or resumed in place.
+    ``overwrite=true``; an interrupted or died one with a ``last.ckpt`` likewise (a fresh start would
+    overwrite the checkpoint it can resume from). A failed run may be re-run in place (a sweep retries it).
     ``locked``: the caller holds the folder's lock, so no other process runs there.
     """
     status = read_status(run_dir)
@@ -139,6 +140,13 @@ def refusal(run_dir: str | os.PathLike, *, resuming: bool, overwrite: bool, lock
     if status and status.get("status") == FINISHED and not (resuming or overwrite):
         return (f"run folder {run_dir} holds a finished run; resume it with ckpt_path=auto, "
                 f"choose another hydra.run.dir, or pass overwrite=true")
+    stopped = status and (status.get("status") == INTERRUPTED
+                          or (status.get("status") == RUNNING and not is_live(run_dir, status)))
+    if stopped and auto_checkpoint(run_dir) is not None and not (resuming or overwrite):
+        # a fresh start would overwrite the last.ckpt that the stopped run can be resumed from
+        word = "an interrupted" if status.get("status") == INTERRUPTED else "a died"
+        return (f"run folder {run_dir} holds {word} run with {CKPT_DIR}/{LAST_CKPT}; resume it with "
+                f"ckpt_path=auto, choose another hydra.run.dir, or pass overwrite=true")
     return None
 
 
