@@ -249,6 +249,9 @@ def test_sigkill_then_auto_resume_is_bit_identical(tmp_path):
     assert r.returncode == -signal.SIGKILL
     assert status_of(killed)["status"] == runs.RUNNING and runs.effective_status(killed) == runs.DIED
     assert torch.load(killed / runs.CKPT_DIR / runs.LAST_CKPT, weights_only=False)["global_step"] == 6
+    r = train_cli(killed, *tiny)  # a fresh start would overwrite the checkpoint the died run resumes from
+    assert r.returncode == 2 and "holds a died run" in one_error_line(r) and "ckpt_path=auto" in one_error_line(r)
+    assert torch.load(killed / runs.CKPT_DIR / runs.LAST_CKPT, weights_only=False)["global_step"] == 6
     r = train_cli(killed, *tiny, "ckpt_path=auto")
     assert r.returncode == 0, r.stderr[-3000:]
     a = torch.load(straight / runs.CKPT_DIR / runs.LAST_CKPT, weights_only=False)

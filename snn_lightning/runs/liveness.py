@@ -140,8 +140,12 @@ def refusal(run_dir: str | os.PathLike, *, resuming: bool, overwrite: bool, lock
     if status and status.get("status") == FINISHED and not (resuming or overwrite):
         return (f"run folder {run_dir} holds a finished run; resume it with ckpt_path=auto, "
                 f"choose another hydra.run.dir, or pass overwrite=true")
-    stopped = status and (status.get("status") == INTERRUPTED
-                          or (status.get("status") == RUNNING and not is_live(run_dir, status)))
+    if status and status.get("status") == RUNNING:
+        # holding the lock ourselves, a "running" record of another process means that process died
+        dead = status.get("pid") != os.getpid() if locked else not is_live(run_dir, status)
+    else:
+        dead = False
+    stopped = status and (status.get("status") == INTERRUPTED or dead)
     if stopped and auto_checkpoint(run_dir) is not None and not (resuming or overwrite):
         # a fresh start would overwrite the last.ckpt that the stopped run can be resumed from
         word = "an interrupted" if status.get("status") == INTERRUPTED else "a died"
