@@ -36,9 +36,9 @@ if [ "${BENCH_SYSTEM_MALLOC:-0}" != "1" ]; then
 fi
 
 rm -f benchmarks/.bench_venv/results/*.json
-# inductor's on-disk FX-graph cache does not key on the thread count (see neurons/kernels/compiled.py): keep the
-# benchmark's compiled kernels in a cache of their own
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/$SITE/inductor_cache}
+# the benchmark's compiled kernels in a persistent cache of their own (one folder per torch version and
+# thread count inside: neurons/kernels/inductor_cache.py)
+export SNN_LIGHTNING_INDUCTOR_CACHE=${SNN_LIGHTNING_INDUCTOR_CACHE:-$PWD/$SITE/inductor_cache}
 $PY benchmarks/bench.py info
 # (a) at 1 thread (per-core efficiency; steady on a shared machine) and at the machine's 2 threads
 for th in ${BENCH_LIF_THREADS:-1 2}; do

@@ -2,7 +2,7 @@
 
 The compiled kernels are 3–4× faster than the eager ones on the CPU (benchmarks/results.md), but a
 first compile takes 5–50 s. So ``auto`` runs the fused eager kernels while a background *process*
-compiles each configuration it meets into the persistent inductor cache (``inductor_cache.py``); once
+compiles each configuration it meets (after ``START_AFTER_CALLS`` calls of it) into the persistent inductor cache (``inductor_cache.py``); once
 that process is done, the next call compiles in this process from the warm cache (a few seconds,
 once) and uses the compiled kernel from then on. Both kernels compute the same recurrence, and both are
 tested against ``LIF.reference`` (tests/test_fused.py, tests/test_compile_cache.py).
@@ -37,6 +37,9 @@ import torch
 from . import inductor_cache
 
 ENV = "SNN_LIGHTNING_AUTO_COMPILE"
+# a configuration is worth compiling once it has run this often: a training run does hundreds of steps,
+# while a one-off call (inference on a sample, a unit test) would only make the machine compile for nobody
+START_AFTER_CALLS = 16
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +73,7 @@ class Warmup:
     def __init__(self):
         self._lock = threading.Lock()
         self._jobs: dict = {}
+        self._calls: dict = {}  # key -> calls before its background compile was submitted
         self._dir: Optional[str] = None
         self._reported = False
         self._warned = False
@@ -80,6 +84,9 @@ class Warmup:
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
+                self._calls[key] = self._calls.get(key, 0) + 1
+                if self._calls[key] < START_AFTER_CALLS:
+                    return False
                 job = self._submit(key, recipe, args)
             self._poll()
             return job.state == "ready"
@@ -123,6 +130,7 @@ class Warmup:
                     job.proc.kill()
                     job.proc.wait()
             self._jobs.clear()
+            self._calls.clear()
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
