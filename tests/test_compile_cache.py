@@ -131,3 +131,10 @@ def test_cold_start_switches_to_compiled_kernels_with_the_same_values(fresh, tmp
     assert capfd.readouterr().err.count("one-time cost") == 1
     folder = tmp_path / f"torch-{torch.__version__.replace('+', '_')}" / f"threads-{torch.get_num_threads()}"
     assert any((folder / "fxgraph").rglob("*")), "the FX-graph cache entries belong in the persistent folder"
+    assert len(list((folder / "snn_lightning_ready").iterdir())) == 2
+    # a warm start (what a later process sees): the marked kernels load at their first call, no background job
+    warmup.WARMUP.stop()
+    COMPILE_CACHE.clear()
+    _check_against_reference(lif, x, w, 1)
+    assert warmup.WARMUP.states() == {} and len(COMPILE_CACHE._fns) == 2
+    assert "compiled by an earlier run" in capfd.readouterr().err

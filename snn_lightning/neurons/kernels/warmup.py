@@ -11,9 +11,11 @@ Why a process and not a thread: ``torch.compile`` is not thread-safe (dynamo swa
 evaluation hook and global state of the interpreter), so a compile beside a running training step in
 the same process is unsound. The background process gets the very arguments of the first call (saved
 to a private temp file) so it traces the same graph, and the same cache folder, so its entry is the
-one this process looks up. One background compile runs at a time, at low priority; they are stopped
-when this process exits. A failed background compile is reported once and leaves that configuration
-on the eager kernels.
+one this process looks up. One background compile runs at a time, at low priority. At exit the running
+one finishes and the queued ones go to one detached process, so that a short first run still warms
+the cache; each finished configuration leaves a marker file in the cache folder, by which a later run
+loads it from the cache at its first call, with no background process. A failed background compile
+is reported once and leaves that configuration on the eager kernels.
 
 Opt-out: ``SNN_LIGHTNING_AUTO_COMPILE=0`` (``auto`` then means the eager fused kernels on the CPU, as
 before), or an explicit ``LIF(backend="fused")``.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -84,6 +87,9 @@ class Warmup:
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
+                marker = _marker(key, inductor_cache.ensure(key[-1]))
+                if key not in self._calls and marker is not None and os.path.exists(marker):
+                    return True  # an earlier run compiled it into the persistent cache: load it now
                 self._calls[key] = self._calls.get(key, 0) + 1
                 if self._calls[key] < START_AFTER_CALLS:
                     return False
@@ -117,13 +123,43 @@ class Warmup:
             spent = time.perf_counter() - t0
             with self._lock:
                 background = sum(j.seconds for j in self._jobs.values() if j.state == "ready")
-            print(f"snn_lightning: compiled LIF kernels in use from now on (one-time cost: {background:.1f} s of "
-                  f"background compiling while the eager kernels ran, {spent:.1f} s to load them here; cached in "
+            how = (f"{background:.1f} s of background compiling while the eager kernels ran" if background
+                   else "compiled by an earlier run")
+            print(f"snn_lightning: compiled LIF kernels in use from now on (one-time cost: {how}, "
+                  f"{spent:.1f} s to load them here; cached in "
                   f"{inductor_cache.chosen_folder() or 'inductor default folder'}; "
                   f"{ENV}=0 turns this off)", file=sys.stderr, flush=True)
 
+    def finish_detached(self) -> None:
+        """At exit: let the running background compile finish and hand the queued ones to one more detached
+        process, so that the next run finds them in the persistent cache (a short first run would otherwise
+        never warm it)."""
+        with self._lock:
+            self._poll()
+            left = [j for j in self._jobs.values() if j.state in ("queued", "running")]
+            queued = [j for j in left if j.state == "queued"]
+            if queued:
+                env = self._child_env(queued[0].key[-1])
+                subprocess.Popen([sys.executable, "-m", __name__, *[j.path for j in queued]], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=_low_priority if os.name == "posix" else None)
+            if left:
+                print(f"snn_lightning: {len(left)} LIF kernel compile(s) go on in the background after exit, for the "
+                      f"next run ({ENV}=0 turns this off)", file=sys.stderr, flush=True)
+            for job in self._jobs.values():
+                job.proc = None  # not killed by stop(): they finish on their own
+                # an open log stays writable once unlinked; the detached process removes its job files
+                for path in ([job.log_path] if job in queued else [job.log_path, job.path]):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+            self._jobs.clear()
+            self._calls.clear()
+            if self._dir is not None and not queued:
+                shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
     def stop(self) -> None:
-        """Stop the background compiles and drop their files (at exit, and for tests)."""
+        """Stop the background compiles and drop their files (for tests)."""
         with self._lock:
             for job in self._jobs.values():
                 if job.proc is not None and job.proc.poll() is None:
@@ -167,18 +203,21 @@ class Warmup:
                     break
 
     def _start(self, job: _Job) -> None:
-        threads = job.key[-1]
-        folder_threads = inductor_cache.ensure(threads)
-        env = dict(os.environ)
-        if folder_threads is not None:  # let the child choose the same folder the same way
-            env.pop(inductor_cache.INDUCTOR_ENV, None)
-        env["OMP_NUM_THREADS"] = str(threads)
-        env[ENV] = "0"
+        env = self._child_env(job.key[-1])
         with open(job.log_path, "wb") as out:
             job.proc = subprocess.Popen([sys.executable, "-m", __name__, job.path], stdout=out, stderr=subprocess.STDOUT,
                                         env=env, preexec_fn=_low_priority if os.name == "posix" else None)
         job.started = time.perf_counter()
         job.state = "running"
+
+    @staticmethod
+    def _child_env(threads: int) -> dict:
+        env = dict(os.environ)
+        if inductor_cache.ensure(threads) is not None:  # let the child choose the same folder the same way
+            env.pop(inductor_cache.INDUCTOR_ENV, None)
+        env["OMP_NUM_THREADS"] = str(threads)
+        env[ENV] = "0"
+        return env
 
     def _note_failure(self, job: _Job, rc: int) -> None:
         if not self._warned:
@@ -196,28 +235,46 @@ def _low_priority() -> None:  # pragma: no cover - runs in the child before exec
     os.nice(10)
 
 
+def _marker(key, folder_threads: Optional[int]) -> Optional[str]:
+    """The file that says ``key``'s kernel is in the persistent folder (None: no persistent folder of that
+    thread count, so nothing can be known about it)."""
+    folder = inductor_cache.chosen_folder()
+    if folder is None or folder_threads != key[-1]:
+        return None
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()
+    return os.path.join(folder, "snn_lightning_ready", digest)
+
+
 WARMUP = Warmup()
-atexit.register(WARMUP.stop)
+atexit.register(WARMUP.finish_detached)
 
 
-def _child(path: str) -> int:
-    """Compile one configuration into the persistent cache (``python -m ...warmup JOB``)."""
+def _child(paths: list) -> int:
+    """Compile configurations into the persistent cache (``python -m ...warmup JOB...``); marks each done."""
     from .compiled import CompileCache
 
-    job = torch.load(path, weights_only=False)
-    key, recipe, args = job["key"], job["recipe"], job["args"]
-    torch.set_num_threads(key[-1])
     cache = CompileCache()
-
-    def failed():
-        raise SystemExit(1)
-
-    with torch.no_grad():
-        cache.run(key[:-1], recipe, args, failed)
-    return 0 if not cache.failures() else 1
+    rc = 0
+    for path in paths:
+        job = torch.load(path, weights_only=False)
+        with contextlib.suppress(OSError):  # read once; a detached child is the last one to need it
+            os.unlink(path)
+        key, recipe, args = job["key"], job["recipe"], job["args"]
+        torch.set_num_threads(key[-1])
+        with torch.no_grad():
+            cache.run(key[:-1], recipe, args, lambda: None)
+        if key in cache.failures():
+            rc = 1
+            continue
+        marker = _marker(key, inductor_cache.ensure(key[-1]))
+        if marker is not None:
+            os.makedirs(os.path.dirname(marker), exist_ok=True)
+            with open(marker, "w") as f:
+                f.write(repr(key))
+    return rc
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses in the tests
-    sys.exit(_child(sys.argv[1]))
+    sys.exit(_child(sys.argv[1:]))
 
 __all__ = ["ENV", "WARMUP", "Warmup", "auto_compile_enabled"]
