@@ -19,6 +19,7 @@ def fresh(monkeypatch):
     monkeypatch.delenv(inductor_cache.INDUCTOR_ENV, raising=False)
     monkeypatch.delenv(inductor_cache.ENV, raising=False)
     monkeypatch.delenv(warmup.ENV, raising=False)
+    monkeypatch.setattr(warmup, "MIN_NEURONS", 1)  # the small test layers count as large
     inductor_cache._forget()
     warmup.WARMUP.stop()
     COMPILE_CACHE.clear()
@@ -59,6 +60,10 @@ def test_a_user_cache_dir_or_off_is_left_alone(fresh, tmp_path, how):
 def test_auto_on_the_cpu_compiles_when_ready_unless_opted_out(fresh):
     x = torch.zeros(4, 2, 3)
     assert dispatch.compiles_when_ready(LIF(), x)
+    fresh.setattr(warmup, "MIN_NEURONS", 7)
+    assert not dispatch.compiles_when_ready(LIF(), x), "a layer of 6 neurons is below MIN_NEURONS=7"
+    assert dispatch.compiles_when_ready(LIF(), torch.zeros(4, 7))
+    fresh.setattr(warmup, "MIN_NEURONS", 1)
     assert not dispatch.compiles_when_ready(LIF(backend="fused"), x)
     assert not dispatch.compiles_when_ready(LIF(backend="compiled"), x)  # compiles at once instead
     fresh.setenv(warmup.ENV, "0")

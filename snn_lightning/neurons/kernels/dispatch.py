@@ -12,7 +12,7 @@ The backend is chosen once per neuron, at construction (``LIF(backend=...)``):
 * ``"auto"``: ``"triton"`` for CUDA tensors when the configuration has a Triton kernel, ``"fused"``
   otherwise — and the reference loop while a whole-model ``torch.compile`` traces the module, so
   that dynamo sees plain tensor ops. On the CPU, with a built-in surrogate, ``"fused"`` switches to
-  the compiled kernels once a background process has compiled them (``warmup.py``;
+  the compiled kernels for large layers once a background process has compiled them (``warmup.py``;
   ``SNN_LIGHTNING_AUTO_COMPILE=0`` opts out).
 
 Every backend returns a ``LIFRun``; the forward ``monitor`` hook of ``LIF`` is fed from its ``m_seq``
@@ -125,12 +125,13 @@ def resolve(lif, x: torch.Tensor, u0: torch.Tensor) -> str:
 
 def compiles_when_ready(lif, x: torch.Tensor) -> bool:
     """Whether this ``auto`` call on the CPU takes the compiled kernels once a background compile has them
-    ready (``warmup.py``; until then the fused eager kernels run)."""
+    ready (``warmup.py``; until then the fused eager kernels run): layers of ``warmup.MIN_NEURONS`` neurons
+    per call or more, where the compiled kernels pay for their loading."""
     if lif.backend != "auto" or x.device.type != "cpu" or surrogate_key(lif.surrogate) is None:
         return False
-    from .warmup import auto_compile_enabled
+    from . import warmup
 
-    return auto_compile_enabled()
+    return x.numel() // max(x.shape[0], 1) >= warmup.MIN_NEURONS and warmup.auto_compile_enabled()
 
 
 def cast_state(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

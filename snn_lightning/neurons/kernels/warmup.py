@@ -43,6 +43,11 @@ ENV = "SNN_LIGHTNING_AUTO_COMPILE"
 # a configuration is worth compiling once it has run this often: a training run does hundreds of steps,
 # while a one-off call (inference on a sample, a unit test) would only make the machine compile for nobody
 START_AFTER_CALLS = 16
+# neurons per call (the input's size over T) from which compiled kernels pay for their loading (about 3 s
+# per configuration in-process, even from a warm cache): measured, the default small_cnn/digits run got
+# 44 % slower with them (27.6 s -> 39.7 s: benchmarks/results.md), while a [32, 128, 16, 16] layer
+# (1 M neurons) runs 3.6x faster
+MIN_NEURONS = 1 << 18
 log = logging.getLogger(__name__)
 
 
