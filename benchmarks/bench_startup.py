@@ -94,8 +94,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for r in rows:
         s = r["switch"]
-        print(f"| {r['mode']} | {r['wall_s']:.1f} | {s.get('at_s', float('nan')):.1f} | "
-              f"{s.get('background_s', float('nan')):.1f} | {s.get('load_s', float('nan')):.1f} |")
+        cells = [f"{s[k]:.1f}" if k in s else "— (no switch)" for k in ("at_s", "background_s", "load_s")]
+        print(f"| {r['mode']} | {r['wall_s']:.1f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
