@@ -137,7 +137,8 @@ def test_cold_start_switches_to_compiled_kernels_with_the_same_values(fresh, tmp
     folder = tmp_path / f"torch-{torch.__version__.replace('+', '_')}" / f"threads-{torch.get_num_threads()}"
     assert any((folder / "fxgraph").rglob("*")), "the FX-graph cache entries belong in the persistent folder"
     assert len(list((folder / "snn_lightning_ready").iterdir())) == 2
-    # a warm start (what a later process sees): the marked kernels load at their first call, no background job
+    # a warm start (what a later process sees): the marked kernels load once START_AFTER_CALLS (here 1) calls
+    # have run, with no background job
     warmup.WARMUP.stop()
     COMPILE_CACHE.clear()
     _check_against_reference(lif, x, w, 1)

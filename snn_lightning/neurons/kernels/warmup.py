@@ -14,7 +14,7 @@ to a private temp file) so it traces the same graph, and the same cache folder, 
 one this process looks up. One background compile runs at a time, at low priority. At exit the running
 one finishes and the queued ones go to one detached process, so that a short first run still warms
 the cache; each finished configuration leaves a marker file in the cache folder, by which a later run
-loads it from the cache at its first call, with no background process. A failed background compile
+loads it from the cache (after the same ``START_AFTER_CALLS`` eager calls), with no background process. A failed background compile
 is reported once and leaves that configuration on the eager kernels.
 
 Opt-out: ``SNN_LIGHTNING_AUTO_COMPILE=0`` (``auto`` then means the eager fused kernels on the CPU, as
@@ -92,12 +92,12 @@ class Warmup:
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
-                marker = _marker(key, inductor_cache.ensure(key[-1]))
-                if key not in self._calls and marker is not None and os.path.exists(marker):
-                    return True  # an earlier run compiled it into the persistent cache: load it now
                 self._calls[key] = self._calls.get(key, 0) + 1
                 if self._calls[key] < START_AFTER_CALLS:
                     return False
+                marker = _marker(key, inductor_cache.ensure(key[-1]))
+                if marker is not None and os.path.exists(marker):
+                    return True  # an earlier run compiled it into the persistent cache: load it now
                 job = self._submit(key, recipe, args)
             self._poll()
             return job.state == "ready"
