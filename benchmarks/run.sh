@@ -8,6 +8,7 @@
 # Environment knobs:
 #   BENCH_RUNS=9            measured runs per contender (>= 7)
 #   BENCH_SKIP_RESNET=1     only the LIF layer table
+#   BENCH_SKIP_STARTUP=1    no cold/warm-start snn-train runs (bench_startup.py, about 3 minutes)
 #   BENCH_THREADS=2         torch threads for (b) and (c) (OMP_NUM_THREADS)
 #   BENCH_LIF_THREADS="1 2" thread counts for the LIF layer table (a)
 #   BENCH_RESNET_RUNS=9, BENCH_RESNET_ROUNDS=3   ResNet-19 runs, pooled over alternating rounds
@@ -36,15 +37,21 @@ if [ "${BENCH_SYSTEM_MALLOC:-0}" != "1" ]; then
 fi
 
 rm -f benchmarks/.bench_venv/results/*.json
-# inductor's on-disk FX-graph cache does not key on the thread count (see neurons/kernels/compiled.py): keep the
-# benchmark's compiled kernels in a cache of their own
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/$SITE/inductor_cache}
+# the benchmark's compiled kernels in a persistent cache of their own (one folder per torch version and
+# thread count inside: neurons/kernels/inductor_cache.py)
+export SNN_LIGHTNING_INDUCTOR_CACHE=${SNN_LIGHTNING_INDUCTOR_CACHE:-$PWD/$SITE/inductor_cache}
 $PY benchmarks/bench.py info
 # (a) at 1 thread (per-core efficiency; steady on a shared machine) and at the machine's 2 threads
 for th in ${BENCH_LIF_THREADS:-1 2}; do
     echo "== (a) one LIF layer [4, 32, 128, 16, 16], forward+backward, $th thread(s) =="
     OMP_NUM_THREADS=$th $PY benchmarks/bench.py lif --runs "$RUNS"
 done
+
+# the default neuron's cold vs warm start in a default `snn-train` run (background compile, persistent cache)
+if [ "${BENCH_SKIP_STARTUP:-0}" != "1" ]; then
+    echo "== (a') default snn-train: auto-compile off / cold cache / warm cache =="
+    $PY benchmarks/bench_startup.py
+fi
 
 if [ "${BENCH_SKIP_RESNET:-0}" != "1" ]; then
     # (b) needs the model zoo; skip with a note if it isn't there yet

@@ -6,12 +6,14 @@
 ``CompileCache`` compiles each static configuration (Spec, surrogate, storage, which gradients, T) once
 with the neuron count dynamic, so all layers of a network share one kernel per configuration. A
 configuration whose compilation fails is logged once and runs the eager kernels from then on. The first
-compile of a configuration takes 30–50 s on 2 cores (seconds once inductor's on-disk cache has it),
-which is why ``LIF(backend="compiled")`` is a choice and not the default.
+compile of a configuration takes 5–50 s on 2 cores, a few seconds once the persistent on-disk cache
+(``inductor_cache.py``) has it; ``backend="auto"`` therefore takes these kernels on the CPU only once
+they are ready (``warmup.py``).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import threading
 import types
@@ -19,6 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
+from . import inductor_cache
 from .spec import Needs, Spec, reset_u, sg_arg, steps_per_byte
 
 Tensor = torch.Tensor
@@ -189,10 +192,22 @@ class CompileCache:
             self._derivatives[key] = fn
         return fn
 
-    def run(self, key, build: Callable[[], Callable], args, eager: Callable):
-        """The compiled kernel for ``key`` (built by ``build`` on first use) on ``args``; ``eager()`` if it fails."""
+    def run(self, key, recipe: tuple, args, eager: Callable, when_ready: bool = False):
+        """The compiled kernel for ``key`` (built from ``recipe`` by ``build_kernel`` on first use) on
+        ``args``; ``eager()`` if it fails.
+
+        ``when_ready``: compile in this process only once a background process has put the kernel in the
+        persistent cache (``warmup.py``); until then, and if that fails, ``eager()``.
+        """
         key = (*key, torch.get_num_threads())
-        fn = self._get(key, build)
+        if when_ready and key not in self._fns:
+            from .warmup import WARMUP
+
+            if not WARMUP.ready(key, recipe, args):
+                return eager()
+            with WARMUP.timing_switch():
+                return self.run(key[:-1], recipe, args, eager)
+        fn = self._get(key, lambda: build_kernel(recipe, self))
         if fn is not None:
             try:
                 if key not in self._called:  # later calls reuse the dynamic-N graph without marking
@@ -207,18 +222,24 @@ class CompileCache:
 
     def _get(self, key, build: Callable[[], Callable]) -> Optional[Callable]:
         # Inductor writes a serial CPU kernel when it compiles under 1 thread, and its on-disk FX-graph
-        # cache does not key on the thread count, so a later process with 2 threads would load the serial
-        # kernel (about half the speed: benchmarks/results.md, "Compiled kernels"). Single-thread compiles therefore stay out of that
-        # cache (the C++ build cache, keyed on the generated source, still applies).
+        # cache does not key on the thread count, so a process with 2 threads reading a 1-thread entry
+        # would load the serial kernel (about half the speed: benchmarks/results.md, "Compiled kernels").
+        # The persistent folder is per thread count (inductor_cache.py), so there that cache is safe; in a
+        # folder of unknown thread count, single-thread compiles stay out of it (the C++ build cache,
+        # keyed on the generated source, still applies).
         threads = key[-1]
         options = {"cpp.threads": threads}
-        if threads == 1:
-            options["fx_graph_cache"] = False
+        folder_threads = inductor_cache.ensure(threads)
+        if folder_threads is None:
+            if threads == 1:
+                options["fx_graph_cache"] = False
+        else:  # the thread count changed since this process chose its folder: keep that folder's entries true
+            options["fx_graph_cache"] = folder_threads == threads
         with self._lock:
             if key in self._fns:
                 return self._fns[key]
             try:
-                fn = torch.compile(_own_code(build(), len(self._fns)), dynamic=None, fullgraph=True, options=options)
+                fn = torch.compile(_own_code(build(), key), dynamic=None, fullgraph=True, options=options)
             except Exception as exc:  # pragma: no cover - torch.compile itself unavailable
                 self._note_failure(key, exc)
                 return None
@@ -233,13 +254,25 @@ class CompileCache:
                         "kernels instead (reported once).", type(exc).__name__, exc)
 
 
-def _own_code(fn: Callable, serial: int) -> Callable:
-    """A copy of ``fn`` with its own code object.
+def build_kernel(recipe: tuple, cache: CompileCache) -> Callable:
+    """The uncompiled kernel a recipe names (a recipe pickles, so a background process can build it too):
+    ``("fwd", spec, keep_m, want)`` or ``("bwd", spec, needs, surrogate, skey, has_g_out, has_g_last, T)``."""
+    if recipe[0] == "fwd":
+        _, spec, keep_m, want = recipe
+        return make_forward_functional(spec, keep_m, want)
+    _, spec, needs, surrogate, skey, has_g_out, has_g_last, T = recipe
+    return make_backward_functional(spec, needs, cache.derivative(surrogate, skey), has_g_out, has_g_last, T)
+
+
+def _own_code(fn: Callable, key) -> Callable:
+    """A copy of ``fn`` with its own code object, named after ``key``.
 
     Dynamo keeps its cache per code object, and every configuration's kernel is a closure over the same
     source function; without this, the configurations would share one cache (and its recompile limit).
+    The name is a digest of the key, so every process names a configuration's kernel alike.
     """
-    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_lif{serial}")
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_lif_{digest}")
     own = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
     own.__kwdefaults__ = fn.__kwdefaults__
     return own
@@ -253,4 +286,4 @@ def _mark_dynamic(*tensors) -> None:
 
 COMPILE_CACHE = CompileCache()
 
-__all__ = ["CompileCache", "COMPILE_CACHE", "make_forward_functional", "make_backward_functional"]
+__all__ = ["CompileCache", "COMPILE_CACHE", "build_kernel", "make_forward_functional", "make_backward_functional"]

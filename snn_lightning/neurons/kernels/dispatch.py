@@ -11,7 +11,9 @@ The backend is chosen once per neuron, at construction (``LIF(backend=...)``):
   it never falls back to another backend;
 * ``"auto"``: ``"triton"`` for CUDA tensors when the configuration has a Triton kernel, ``"fused"``
   otherwise — and the reference loop while a whole-model ``torch.compile`` traces the module, so
-  that dynamo sees plain tensor ops.
+  that dynamo sees plain tensor ops. On the CPU, with a built-in surrogate, ``"fused"`` switches to
+  the compiled kernels for large layers once a background process has compiled them (``warmup.py``;
+  ``SNN_LIGHTNING_AUTO_COMPILE=0`` opts out).
 
 Every backend returns a ``LIFRun``; the forward ``monitor`` hook of ``LIF`` is fed from its ``m_seq``
 and ``spikes`` fields, which a backend fills only when ``need_m`` asks for them.
@@ -121,6 +123,17 @@ def resolve(lif, x: torch.Tensor, u0: torch.Tensor) -> str:
     return backend
 
 
+def compiles_when_ready(lif, x: torch.Tensor) -> bool:
+    """Whether this ``auto`` call on the CPU takes the compiled kernels once a background compile has them
+    ready (``warmup.py``; until then the fused eager kernels run): layers of ``warmup.MIN_NEURONS`` neurons
+    per call or more, where the compiled kernels pay for their loading."""
+    if lif.backend != "auto" or x.device.type != "cpu" or surrogate_key(lif.surrogate) is None:
+        return False
+    from . import warmup
+
+    return x.numel() // max(x.shape[0], 1) >= warmup.MIN_NEURONS and warmup.auto_compile_enabled()
+
+
 def cast_state(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``t`` in ``dtype``; a broadcast scalar (MP-Init's expanded buffer) is cast before it is expanded again,
     so no full-size tensor is written."""
@@ -152,8 +165,9 @@ def run(lif, x, u0, tau, v_thr, need_m: bool) -> LIFRun:
     want_fired = bool(lif.training and lif.mp_init and lif.mp_init_stat == "active")
     from .function import run_fused
 
-    out, u_last, m_seq, spikes, fired = run_fused(lif, x, u0, tau, v_thr, need_m, want_fired, which == "compiled")
+    out, u_last, m_seq, spikes, fired = run_fused(lif, x, u0, tau, v_thr, need_m, want_fired, which == "compiled",
+                                                  when_ready=which == "fused" and compiles_when_ready(lif, x))
     return LIFRun(out, u_last, m_seq, spikes, fired)
 
 
-__all__ = ["BACKENDS", "LIFRun", "check_backend", "resolve", "run", "triton_config_problem", "triton_tensor_problem"]
+__all__ = ["BACKENDS", "LIFRun", "check_backend", "compiles_when_ready", "resolve", "run", "triton_config_problem", "triton_tensor_problem"]

@@ -12,7 +12,7 @@ import torch
 
 from ...errors import InvalidValue
 from . import eager as E
-from .compiled import COMPILE_CACHE, make_backward_functional, make_forward_functional
+from .compiled import COMPILE_CACHE
 from .spec import Needs, make_spec, rectangular_gamma, surrogate_key
 
 
@@ -20,9 +20,9 @@ class Plan:
     """What one call needs besides tensors (kept out of the tensor arguments of the Function)."""
 
     __slots__ = ("sg_mode", "reset", "detach", "scaled", "surrogate", "skey", "gamma", "want_spikes", "want_fired",
-                 "keep_m", "compiled")
+                 "keep_m", "compiled", "when_ready")
 
-    def __init__(self, lif, want_spikes: bool, want_fired: bool, keep_m: bool, compiled: bool):
+    def __init__(self, lif, want_spikes: bool, want_fired: bool, keep_m: bool, compiled, when_ready: bool = False):
         self.sg_mode = lif.sg_mode
         self.reset = lif.reset_mode
         self.detach = lif.detach_reset
@@ -37,6 +37,7 @@ class Plan:
         self.want_fired = want_fired
         self.keep_m = keep_m
         self.compiled = compiled
+        self.when_ready = when_ready  # compiled kernels only once a background process has warmed them
 
     def spec(self, needs: Needs):
         return make_spec(self.sg_mode, self.reset, self.detach, self.scaled, self.gamma, needs)
@@ -67,9 +68,9 @@ class LIFFusedFunction(torch.autograd.Function):
         u0c = compact_u0(u0, N)
         if plan.compiled and plan.skey is not None:
             key = ("fwd", spec, plan.skey, keep_m, want, u0c.dim())
-            res = COMPILE_CACHE.run(key, lambda: make_forward_functional(spec, keep_m, want),
-                                    (x2, u0c, k.detach(), v_thr.detach()),
-                                    lambda: E.forward_chunked(spec, x2, u0c, k, v_thr, keep_m, want))
+            res = COMPILE_CACHE.run(key, ("fwd", spec, keep_m, want), (x2, u0c, k.detach(), v_thr.detach()),
+                                    lambda: E.forward_chunked(spec, x2, u0c, k, v_thr, keep_m, want),
+                                    when_ready=plan.when_ready)
         else:
             res = E.forward_chunked(spec, x2, u0c, k, v_thr, keep_m, want)
         out, m, codes, spikes, fired, u_last = res
@@ -115,11 +116,10 @@ class LIFFusedFunction(torch.autograd.Function):
             return E.backward_chunked(spec, needs, plan.surrogate.derivative, go, gl, saved, u0c, k, v, T, N, dtype)
 
         if plan.compiled and plan.skey is not None:
-            dfn = COMPILE_CACHE.derivative(plan.surrogate, plan.skey)
             key = ("bwd", spec, plan.skey, needs, go is not None, gl is not None, T, None if u0c is None else u0c.dim())
-            res = COMPILE_CACHE.run(
-                key, lambda: make_backward_functional(spec, needs, dfn, go is not None, gl is not None, T),
-                (go, gl, saved, u0c, k.detach(), v.detach()), eager)
+            recipe = ("bwd", spec, needs, plan.surrogate, plan.skey, go is not None, gl is not None, T)
+            res = COMPILE_CACHE.run(key, recipe, (go, gl, saved, u0c, k.detach(), v.detach()), eager,
+                                    when_ready=plan.when_ready)
         else:
             res = eager()
         gx, gu0, gtau, gv = res
@@ -134,9 +134,11 @@ class LIFFusedFunction(torch.autograd.Function):
         return gx, gu0, gtau, gv, None
 
 
-def run_fused(lif, x, u0, tau, v_thr, need_m: bool, want_fired: bool, compiled: bool):
-    """``(out, U[T], M | None, S | None, fired | None)`` through the fused Function."""
-    plan = Plan(lif, want_spikes=need_m, want_fired=want_fired, keep_m=need_m, compiled=compiled)
+def run_fused(lif, x, u0, tau, v_thr, need_m: bool, want_fired: bool, compiled: bool, when_ready: bool = False):
+    """``(out, U[T], M | None, S | None, fired | None)`` through the fused Function (``when_ready``: the
+    compiled kernels once ready, the eager ones until then)."""
+    plan = Plan(lif, want_spikes=need_m, want_fired=want_fired, keep_m=need_m, compiled=compiled or when_ready,
+                when_ready=when_ready)
     return LIFFusedFunction.apply(x, u0, tau, v_thr, plan)
 
 
