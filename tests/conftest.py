@@ -3,6 +3,8 @@ import tempfile
 
 # spinning OpenMP threads starve a loaded 2-core machine; set before torch is imported
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# no background inductor compiles outliving the suite (tests/test_compile_cache.py turns it on where it tests it)
+os.environ.setdefault("SNN_LIGHTNING_AUTO_COMPILE", "0")
 
 import pytest
 
