@@ -47,6 +47,14 @@ class RecordSchedule:
         self._last = step
         return True
 
+    def start(self, recorder, step: int) -> int | None:
+        """Reset and attach ``recorder`` when ``step`` is due; the step recorded, or None."""
+        if recorder is None or not self.due(step):
+            return None
+        recorder.reset()
+        recorder.attach()
+        return step
+
 
 class StageCallback(pl.Callback):
     """Base of the callbacks that collect over validation and test epochs.

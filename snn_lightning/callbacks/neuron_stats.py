@@ -94,11 +94,7 @@ class NeuronStatsCallback(StageCallback):
 
     # -- training ----------------------------------------------------------------------------
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.recorder is None or not self.schedule.due(trainer.global_step):
-            return
-        self._record_step = trainer.global_step
-        self.recorder.reset()
-        self.recorder.attach()
+        self._record_step = self.schedule.start(self.recorder, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._record_step is None:

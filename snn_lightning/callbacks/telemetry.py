@@ -54,11 +54,7 @@ class GradientTelemetryCallback(pl.Callback):
         self._stop()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.recorder is None or not self.schedule.due(trainer.global_step):
-            return
-        self._record_step = trainer.global_step
-        self.recorder.reset()
-        self.recorder.attach()
+        self._record_step = self.schedule.start(self.recorder, trainer.global_step)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if self._record_step is not None:
